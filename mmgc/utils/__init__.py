@@ -1,0 +1,4 @@
+"""Run-time helpers used by mmgc's tools."""
+from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+
+__all__ = ['adapt_dist_cfg_to_device', 'init_cpu_process_group']
