@@ -1,0 +1,11 @@
+"""mmgc: attention plugin blocks for MMDetection 3.x.
+
+``import mmgc`` (or ``custom_imports = dict(imports=['mmgc'])`` in a config)
+registers mmgc's blocks in MMDetection's registries and makes mmengine
+checkpoints loadable under torch's ``weights_only`` default.
+"""
+from .engine import checkpoint_compat  # noqa: F401  (allow-lists globals)
+from .models import *  # noqa: F401,F403
+from .version import __version__
+
+__all__ = ['__version__']
