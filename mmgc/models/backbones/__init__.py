@@ -1,0 +1,4 @@
+"""Backbones with mmgc's placement options; importing registers them."""
+from .plugin_resnet import PerBlockPlacementMixin, PluginResNeXt, PluginResNet
+
+__all__ = ['PerBlockPlacementMixin', 'PluginResNet', 'PluginResNeXt']
