@@ -17,8 +17,7 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
-from mmgc.utils import (adapt_dist_cfg_to_device,  # noqa: E402
-                        init_cpu_process_group)
+from mmgc.utils import load_tool_config, prepare_launch  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,17 +51,8 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line overrides."""
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file not found: {args.config!r}')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
     if args.amp:
         wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper_type == 'AmpOptimWrapper':
@@ -90,9 +80,7 @@ def build_config(args: argparse.Namespace) -> Config:
                 f'--resume checkpoint not found: {args.resume!r}')
         cfg.resume = True
         cfg.load_from = args.resume
-    adapt_dist_cfg_to_device(cfg)
-    init_cpu_process_group(cfg)
-    return cfg
+    return prepare_launch(cfg)
 
 
 def main() -> None:
