@@ -154,3 +154,20 @@ def test_dist_train_and_dist_test_on_two_cpu_processes(
         preds = pickle.load(f)
     assert len(preds) == 6  # every val image once, across both ranks
     assert sorted(p['img_id'] for p in preds) == [1, 2, 3, 4, 5, 6]
+
+    # one process on the same checkpoint reports exactly the same metrics
+    # (and the same predictions, so equal metrics are not a coincidence)
+    single_file = str(tmp_path / 'metrics_single.json')
+    run_tool([sys.executable, 'tools/test.py', DEMO_CONFIG, ckpt,
+              '--work-dir', work_dir, '--metrics-out', single_file, '--out',
+              str(tmp_path / 'preds_single.pkl'), '--cfg-options',
+              *data_cfg_options(tiny_coco), *LOADER_OPTIONS], repo_root)
+    with open(single_file) as f:
+        assert json.load(f) == metrics
+    with open(tmp_path / 'preds_single.pkl', 'rb') as f:
+        single = {p['img_id']: p['pred_instances'] for p in pickle.load(f)}
+    assert sum(len(p['pred_instances']['scores']) for p in preds) > 0
+    for pred in preds:
+        ref = single[pred['img_id']]
+        for key in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(pred['pred_instances'][key], ref[key])
