@@ -25,8 +25,8 @@ from mmengine.model.weight_init import kaiming_init
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import (attention_pool, check_choice, check_positive,
-                    zero_init_last_layer)
+from .utils import (OwnInitAfterParent, attention_pool, check_choice,
+                    check_positive, zero_init_last_layer)
 from .utils.context_fusion import context_fusion
 from .utils.precision import float32_region
 
@@ -36,7 +36,7 @@ TRANSFORM_TYPES = ('bottleneck_ln', 'bottleneck', 'conv1x1')
 
 
 @MODELS.register_module()
-class GCBlock(BaseModule):
+class GCBlock(OwnInitAfterParent, BaseModule):
     """Global context block: pool one context vector, transform, fuse.
 
     Args:
@@ -117,11 +117,6 @@ class GCBlock(BaseModule):
             if branch is not None:
                 zero_init_last_layer(branch)
 
-    def init_weights(self) -> None:
-        """Apply ``init_cfg`` if any, then re-apply the block's own init so
-        that it survives a parent's (e.g. ResNet's Kaiming) initialisation."""
-        super().init_weights()
-        self.reset_parameters()
 
     def spatial_pool(self, x: Tensor) -> Tensor:
         """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``."""

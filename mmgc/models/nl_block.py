@@ -35,7 +35,7 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import check_choice, check_positive
+from .utils import OwnInitAfterParent, check_choice, check_positive
 from .utils.int_validation import check_positive_int
 from .utils.precision import float32_region, softmax_attention, to_float32
 
@@ -56,7 +56,7 @@ class _SubSample(nn.MaxPool2d):
 
 
 @MODELS.register_module()
-class NLBlock(BaseModule):
+class NLBlock(OwnInitAfterParent, BaseModule):
     """Non-local block: every position aggregates features of all positions.
 
     Args:
@@ -152,12 +152,6 @@ class NLBlock(BaseModule):
         else:
             normal_init(last, std=self.std)
 
-    def init_weights(self) -> None:
-        """Apply ``init_cfg`` and children's inits, then the block's own
-        init, so that a parent's (e.g. ResNet's Kaiming) cannot undo the
-        zero output conv."""
-        super().init_weights()
-        self.reset_parameters()
 
     def pairwise_aggregate(self, x: Tensor) -> Tensor:
         """``y_i = sum_j f(x_i, x_j) g(x_j) / C(x)`` without ``[HW, HW]``.

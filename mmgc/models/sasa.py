@@ -51,7 +51,7 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import check_choice, zero_init_last_layer
+from .utils import OwnInitAfterParent, check_choice, zero_init_last_layer
 from .utils.int_validation import (check_divisible, check_odd,
                                    check_positive_int, to_int_pair)
 from .utils.precision import float32_region, softmax_attention, to_float32
@@ -410,7 +410,7 @@ class SASAConv(BaseModule):
 
 
 @MODELS.register_module()
-class SASABlock(BaseModule):
+class SASABlock(OwnInitAfterParent, BaseModule):
     """Residual local self-attention plugin: ``x + W_o(SASA(x))``.
 
     ``W_o`` (a 1x1 conv) is zero-initialised, also after a parent's
@@ -455,11 +455,6 @@ class SASABlock(BaseModule):
         """Zero output projection: the block starts as the identity."""
         zero_init_last_layer(self.out_proj)
 
-    def init_weights(self) -> None:
-        """Apply ``init_cfg`` (and children's inits), then re-zero the
-        output projection so a parent's init cannot undo it."""
-        super().init_weights()
-        self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
         """Add attended features to the input.

@@ -1,7 +1,7 @@
 """Pieces shared by several mmgc blocks; each lives here once."""
 from .attention_pool import attention_pool
 from .validation import check_choice, check_positive
-from .zero_init import zero_init_last_layer
+from .zero_init import OwnInitAfterParent, zero_init_last_layer
 
 __all__ = ['attention_pool', 'check_choice', 'check_positive',
-           'zero_init_last_layer']
+           'OwnInitAfterParent', 'zero_init_last_layer']

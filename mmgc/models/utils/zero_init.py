@@ -23,3 +23,23 @@ def zero_init_last_layer(module: nn.Module) -> None:
     nn.init.zeros_(module.weight)
     if getattr(module, 'bias', None) is not None:
         nn.init.zeros_(module.bias)
+
+
+class OwnInitAfterParent:
+    """Mixin for ``BaseModule`` blocks whose own init must win.
+
+    ``init_weights()`` first applies ``init_cfg`` (and the children's
+    inits), then the block's ``reset_parameters()``, so a zero-initialised
+    output conv survives a parent's init (e.g. ResNet's Kaiming over every
+    ``Conv2d``). List it before ``BaseModule``:
+    ``class GCBlock(OwnInitAfterParent, BaseModule)``.
+    """
+
+    def reset_parameters(self) -> None:
+        raise NotImplementedError(
+            f'{type(self).__name__} must define reset_parameters()')
+
+    def init_weights(self) -> None:
+        """Apply ``init_cfg``, then the block's own ``reset_parameters``."""
+        super().init_weights()
+        self.reset_parameters()
