@@ -6,18 +6,18 @@ Usage:
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
-from mmgc.utils import load_tool_config, prepare_launch  # noqa: E402
+from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
+                        load_tool_config, parse_tool_args, prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,19 +34,8 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or, with no value, from the '
         'latest checkpoint in the work dir')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        'train_cfg.max_iters=10 "model.backbone.depth=101"')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_config_and_launch_args(parser)
+    return parse_tool_args(parser)
 
 
 def build_config(args: argparse.Namespace) -> Config:

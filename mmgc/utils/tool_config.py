@@ -1,10 +1,46 @@
 """Config loading shared by ``tools/train.py`` and ``tools/test.py``."""
+import argparse
+import os
 import os.path as osp
 from typing import Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+
+
+def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
+    """Add MMDetection's ``--cfg-options``, ``--launcher`` and
+    ``--local-rank`` arguments to a tool's parser.
+
+    Args:
+        parser (argparse.ArgumentParser): Modified in place.
+    """
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs, e.g. '
+        'train_cfg.max_iters=10 "model.backbone.depth=101"')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse the command line and export ``LOCAL_RANK`` if no launcher did.
+
+    Args:
+        parser (argparse.ArgumentParser): A parser that went through
+            :func:`add_config_and_launch_args`.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_tool_config(config: str, launcher: str = 'none',
