@@ -26,7 +26,8 @@ from mmdet.registry import MODELS
 from torch import Tensor, nn
 
 from .utils import (OwnInitAfterParent, attention_pool, check_choice,
-                    check_positive, zero_init_last_layer)
+                    check_positive, check_reduced_channels,
+                    zero_init_last_layer)
 from .utils.context_fusion import context_fusion
 from .utils.precision import float32_region
 
@@ -77,12 +78,9 @@ class GCBlock(OwnInitAfterParent, BaseModule):
             check_choice('fusion_types item', fusion, FUSION_TYPES, owner)
         self.in_channels = in_channels
         self.ratio = ratio
-        self.planes = int(in_channels * ratio)
-        if transform != 'conv1x1' and self.planes < 1:
-            raise ValueError(
-                f'{owner}: ratio={ratio!r} leaves int(in_channels * ratio) = '
-                f'{self.planes} bottleneck channels for in_channels='
-                f'{in_channels}; need at least 1')
+        # the simplified non-local transform has no bottleneck to check
+        self.planes = (int(in_channels * ratio) if transform == 'conv1x1'
+                       else check_reduced_channels(in_channels, ratio, owner))
         self.pooling_type = pooling_type
         self.fusion_types = tuple(fusion_types)
         self.transform = transform

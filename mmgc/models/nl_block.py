@@ -35,8 +35,8 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import OwnInitAfterParent, check_choice, check_positive
-from .utils.int_validation import check_positive_int
+from .utils import (OwnInitAfterParent, check_choice, check_positive,
+                    check_positive_int)
 from .utils.precision import float32_region, softmax_attention, to_float32
 
 MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')

@@ -51,9 +51,9 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import OwnInitAfterParent, check_choice, zero_init_last_layer
-from .utils.int_validation import (check_divisible, check_odd,
-                                   check_positive_int, to_int_pair)
+from .utils import (OwnInitAfterParent, check_choice, check_divisible,
+                    check_odd, check_positive_int, to_int_pair,
+                    zero_init_last_layer)
 from .utils.precision import float32_region, softmax_attention, to_float32
 
 IntOrPair = Union[int, Tuple[int, int]]

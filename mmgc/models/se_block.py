@@ -18,9 +18,9 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from .utils import check_positive
+from .utils import (check_positive, check_positive_int,
+                    check_reduced_channels)
 from .utils.context_fusion import context_fusion
-from .utils.int_validation import check_positive_int
 from .utils.precision import float32_region
 
 ActCfg = Union[dict, Sequence[dict]]
@@ -62,12 +62,7 @@ class SEBlock(BaseModule):
         owner = type(self).__name__
         check_positive_int('in_channels', in_channels, owner)
         check_positive('ratio', ratio, owner)
-        hidden = int(in_channels * ratio)
-        if hidden < 1:
-            raise ValueError(
-                f'{owner}: ratio={ratio!r} leaves int(in_channels * ratio) = '
-                f'{hidden} hidden channels for in_channels={in_channels}; '
-                f'need at least 1')
+        hidden = check_reduced_channels(in_channels, ratio, owner)
         if isinstance(act_cfg, dict):
             act_cfg = (act_cfg, act_cfg)
         if not isinstance(act_cfg, (list, tuple)) or len(act_cfg) != 2 or \

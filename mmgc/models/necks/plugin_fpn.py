@@ -35,7 +35,7 @@ from mmcv.cnn import ConvModule, build_conv_layer
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 
-from ..utils.int_validation import to_int_pair
+from ..utils import to_int_pair
 from ..utils.output_plugins import attach_output_plugins
 from ..utils.placement import check_flags, check_plugin_entry
 

@@ -1,5 +1,8 @@
-"""Argument checks that name the argument, the bad value and what is allowed."""
-from typing import Any, Iterable
+"""Argument checks that name the owner class, the argument, the bad value
+and what is allowed."""
+from typing import Any, Iterable, Tuple, Union
+
+IntOrPair = Union[int, Tuple[int, int]]
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any],
@@ -29,3 +32,92 @@ def check_positive(name: str, value: Any, owner: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not value > 0:
         raise ValueError(f'{owner}: {name}={value!r} must be a number > 0')
+
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: Any, owner: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is an ``int`` >= 1.
+
+    Args:
+        name (str): Argument name, e.g. ``'num_heads'``.
+        value: The value given.
+        owner (str): Class that received it, for the message.
+    """
+    if not _is_int(value) or value < 1:
+        raise ValueError(f'{owner}: {name}={value!r} must be an int >= 1')
+
+
+def to_int_pair(name: str, value: Any, owner: str) -> Tuple[int, int]:
+    """Normalise an ``nn.Conv2d``-style size (``int`` or pair of ints >= 1)
+    to ``(height, width)``.
+
+    Args:
+        name (str): Argument name, e.g. ``'kernel_size'``.
+        value: ``int`` or length-2 tuple/list of ints.
+        owner (str): Class that received it, for the message.
+
+    Returns:
+        tuple[int, int]: ``(value_h, value_w)``.
+    """
+    pair = (value, value) if _is_int(value) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(
+            _is_int(v) and v >= 1 for v in pair):
+        raise ValueError(f'{owner}: {name}={value!r} must be an int >= 1 or '
+                         f'a pair of such ints')
+    return int(pair[0]), int(pair[1])
+
+
+def check_odd(name: str, value: IntOrPair, owner: str) -> None:
+    """Raise ``ValueError`` unless ``value`` (``int`` or pair) is odd, e.g. a
+    window that must be centred on its query.
+
+    Args:
+        name (str): Argument name, e.g. ``'kernel_size'``.
+        value: ``int`` or pair of ints (already validated as positive).
+        owner (str): Class that received it, for the message.
+    """
+    pair = (value, value) if _is_int(value) else tuple(value)
+    if any(v % 2 == 0 for v in pair):
+        raise ValueError(f'{owner}: {name}={value!r} must be odd (a window '
+                         f'centred on its query)')
+
+
+def check_divisible(name: str, value: int, divisor_name: str, divisor: int,
+                    owner: str) -> None:
+    """Raise ``ValueError`` unless ``divisor`` divides ``value``.
+
+    Args:
+        name (str): Name of the divided argument, e.g. ``'out_channels'``.
+        value (int): Its value.
+        divisor_name (str): Name of the divisor, e.g. ``'num_heads'``.
+        divisor (int): The divisor (already validated as >= 1).
+        owner (str): Class that received them, for the message.
+    """
+    if value % divisor != 0:
+        raise ValueError(f'{owner}: {name}={value!r} is not divisible by '
+                         f'{divisor_name}={divisor!r}')
+
+
+def check_reduced_channels(in_channels: int, ratio: float, owner: str) -> int:
+    """Channels of a ``ratio`` bottleneck, ``int(in_channels * ratio)``;
+    raise ``ValueError`` if that leaves none.
+
+    Args:
+        in_channels (int): Channels entering the bottleneck.
+        ratio (float): Bottleneck width as a fraction of ``in_channels``.
+        owner (str): Class that received them, for the message.
+
+    Returns:
+        int: The bottleneck width, at least 1.
+    """
+    channels = int(in_channels * ratio)
+    if channels < 1:
+        raise ValueError(
+            f'{owner}: ratio={ratio!r} leaves int(in_channels * ratio) = '
+            f'{channels} channels for in_channels={in_channels}; need at '
+            f'least 1')
+    return channels
