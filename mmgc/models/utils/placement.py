@@ -7,11 +7,7 @@ and what is allowed.
 """
 from typing import Any, Iterable, Mapping, Optional, Tuple
 
-from .validation import check_choice
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from .validation import _is_int, check_choice
 
 
 def check_flags(name: str, value: Any, length: int, unit: str,

@@ -36,6 +36,7 @@ def check_positive(name: str, value: Any, owner: str) -> None:
 
 
 def _is_int(value: Any) -> bool:
+    """True for ints, False for bools (which Python counts as ints)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
