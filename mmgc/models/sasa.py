@@ -51,9 +51,8 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import (OwnInitAfterParent, check_choice, check_divisible,
-                    check_odd, check_positive_int, to_int_pair,
-                    zero_init_last_layer)
+from .utils import (OwnInitAfterParent, check_choice, check_odd,
+                    check_positive_int, to_int_pair, zero_init_last_layer)
 from .utils.precision import float32_region, softmax_attention, to_float32
 
 IntOrPair = Union[int, Tuple[int, int]]
@@ -257,13 +256,16 @@ def _check_heads(name: str, channels: int, num_heads: int,
     """Validate ``num_heads`` against ``channels``; return the (even) number
     of channels per head."""
     check_positive_int('num_heads', num_heads, owner)
-    check_divisible(name, channels, 'num_heads', num_heads, owner)
     head_dim = channels // num_heads
-    if head_dim % 2:
+    if channels % num_heads or head_dim % 2:
+        allowed = [h for h in range(1, channels // 2 + 1)
+                   if channels % (2 * h) == 0]
         raise ValueError(
-            f'{owner}: {name}={channels!r} / num_heads={num_heads!r} = '
-            f'{head_dim} channels per head must be even (split between row '
-            f'and column embeddings)')
+            f'{owner}: num_heads={num_heads!r} does not split '
+            f'{name}={channels!r} into an even number of channels per head '
+            f'(halves for the row and column embeddings); allowed: '
+            + (f'num_heads in {allowed}' if allowed else
+               f'none, {name} must be even'))
     return head_dim
 
 

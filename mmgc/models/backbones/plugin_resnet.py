@@ -37,6 +37,7 @@ from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 from torch import nn
 
+from ..utils import check_odd, to_int_pair
 from ..utils.output_plugins import attach_output_plugins
 from ..utils.placement import check_flags, check_plugin_entry, resolve_indices
 
@@ -234,6 +235,9 @@ class PerBlockPlacementMixin:
         if 'kernel_size' in sasa and 'window_size' in sasa:
             raise ValueError(f'{owner}: sasa={sasa!r} gives both kernel_size '
                              f'and window_size; allowed: one of them')
+        if 'kernel_size' in sasa:  # named as in the config, not window_size
+            to_int_pair('sasa.kernel_size', sasa['kernel_size'], owner)
+            check_odd('sasa.kernel_size', sasa['kernel_size'], owner)
         flags = check_flags('stage_with_sasa', stage_with_sasa, num_stages,
                             'stage', owner)
         if kwargs.get('conv_cfg') is not None:

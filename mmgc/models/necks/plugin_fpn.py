@@ -143,13 +143,13 @@ class PluginFPN(FPN):
         """
         old = module.conv
         cfg = dict(cfg)
-        kernel = to_int_pair('fpn_conv_cfg.kernel_size',
-                             cfg.pop('kernel_size', old.kernel_size), owner)
+        kernel_size = cfg.pop('kernel_size', old.kernel_size)
+        kernel = to_int_pair('fpn_conv_cfg.kernel_size', kernel_size, owner)
         module.conv = build_conv_layer(
             cfg,
             old.in_channels,
             old.out_channels,
-            kernel_size=kernel,
+            kernel_size=kernel_size,  # as given, for the layer's messages
             stride=old.stride,
             padding=(kernel[0] // 2, kernel[1] // 2),
             bias=old.bias is not None)

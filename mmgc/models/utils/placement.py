@@ -5,7 +5,11 @@ Shared by :class:`~mmgc.models.backbones.PluginResNet` (``stages``,
 error is a ``ValueError`` that names the owner class, the key, the bad value
 and what is allowed.
 """
-from typing import Any, Iterable, Mapping, Optional, Tuple
+import difflib
+import inspect
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+from mmengine.registry import MODELS
 
 from .validation import _is_int, check_choice
 
@@ -92,4 +96,40 @@ def check_plugin_entry(name: str, plugin: Any, positions: Iterable[str],
     if not isinstance(cfg, Mapping) or 'type' not in cfg:
         raise ValueError(f'{owner}: {name}.cfg={cfg!r} must be a dict with '
                          f'a "type" (e.g. dict(type=\'GCBlock\', ratio=1/16))')
+    check_plugin_type(f'{name}.cfg.type', cfg['type'], owner)
     check_choice(f'{name}.position', plugin.get('position'), positions, owner)
+
+
+def check_plugin_type(name: str, layer_type: Any, owner: str) -> None:
+    """Raise ``ValueError`` unless mmcv's ``build_plugin_layer`` can find
+    ``layer_type``; the message lists the registered plugin blocks (classes
+    with an ``_abbr_``: the default scope's -- mmdet's, i.e. mmgc's --
+    first, then mmcv's) and the closest name.
+
+    mmcv 2.1's own error for an unknown type reads ``Cannot find None in
+    registry``.
+
+    Args:
+        name (str): Key for the message, e.g. ``'plugins[0].cfg.type'``.
+        layer_type: A registered name or a class.
+        owner (str): Class that received it, for the message.
+    """
+    if inspect.isclass(layer_type):
+        return
+    # The registry and scope build_plugin_layer looks the type up in.
+    with MODELS.switch_scope_and_registry(None) as registry:
+        if isinstance(layer_type, str) and \
+                registry.get(layer_type) is not None:
+            return
+        known: List[str] = []
+        while registry is not None:  # the scope's registry, then parents
+            known += sorted(
+                key for key, cls in registry.module_dict.items()
+                if inspect.isclass(cls) and hasattr(cls, '_abbr_'))
+            registry = registry.parent
+    close = difflib.get_close_matches(str(layer_type), known, n=1)
+    hint = f' (did you mean {close[0]!r}?)' if close else ''
+    raise ValueError(
+        f'{owner}: {name}={layer_type!r} is not a registered plugin '
+        f'block{hint}; allowed: {", ".join(map(repr, known))}. mmgc\'s '
+        f"blocks need custom_imports=dict(imports=['mmgc']) in the config")

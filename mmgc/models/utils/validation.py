@@ -87,22 +87,6 @@ def check_odd(name: str, value: IntOrPair, owner: str) -> None:
                          f'centred on its query)')
 
 
-def check_divisible(name: str, value: int, divisor_name: str, divisor: int,
-                    owner: str) -> None:
-    """Raise ``ValueError`` unless ``divisor`` divides ``value``.
-
-    Args:
-        name (str): Name of the divided argument, e.g. ``'out_channels'``.
-        value (int): Its value.
-        divisor_name (str): Name of the divisor, e.g. ``'num_heads'``.
-        divisor (int): The divisor (already validated as >= 1).
-        owner (str): Class that received them, for the message.
-    """
-    if value % divisor != 0:
-        raise ValueError(f'{owner}: {name}={value!r} is not divisible by '
-                         f'{divisor_name}={divisor!r}')
-
-
 def check_reduced_channels(in_channels: int, ratio: float, owner: str) -> int:
     """Channels of a ``ratio`` bottleneck, ``int(in_channels * ratio)``;
     raise ``ValueError`` if that leaves none.
@@ -120,5 +104,5 @@ def check_reduced_channels(in_channels: int, ratio: float, owner: str) -> int:
         raise ValueError(
             f'{owner}: ratio={ratio!r} leaves int(in_channels * ratio) = '
             f'{channels} channels for in_channels={in_channels}; need at '
-            f'least 1')
+            f'least 1, i.e. allowed: ratio >= 1/{in_channels}')
     return channels
