@@ -1,10 +1,12 @@
 """mmgc: attention plugin blocks for MMDetection 3.x.
 
 ``import mmgc`` (or ``custom_imports = dict(imports=['mmgc'])`` in a config)
-registers mmgc's blocks in MMDetection's registries and makes mmengine
-checkpoints loadable under torch's ``weights_only`` default.
+registers mmgc's blocks and ``CheckedCocoDataset`` in MMDetection's
+registries and makes mmengine checkpoints loadable under torch's
+``weights_only`` default.
 """
 from .engine import checkpoint_compat  # noqa: F401  (allow-lists globals)
+from .datasets import CheckedCocoDataset  # noqa: F401  (registers it)
 from .models import *  # noqa: F401,F403
 from .version import __version__
 

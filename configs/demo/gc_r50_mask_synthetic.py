@@ -59,11 +59,14 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
+# CheckedCocoDataset (mmgc.datasets): CocoDataset that rejects bad
+# annotation/image files when built and warns about skipped objects.
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
     persistent_workers=True,
     dataset=dict(
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_train.json',
@@ -75,6 +78,7 @@ val_dataloader = dict(
     num_workers=1,
     persistent_workers=True,
     dataset=dict(
+        type='CheckedCocoDataset',
         data_root=data_root,
         metainfo=dict(classes=classes),
         ann_file='annotations/instances_val.json',
