@@ -115,6 +115,26 @@ class GCBlock(OwnInitAfterParent, BaseModule):
             if branch is not None:
                 zero_init_last_layer(branch)
 
+    def attention_weights(self, x: Tensor) -> Tensor:
+        """Weights of the context pooling over positions: the softmax of
+        ``conv_mask(x)`` (``'att'``) or uniform ``1 / HW`` (``'avg'``).
+
+        The same for every query position (GCNet's query-independent
+        attention); ``forward`` pools ``x`` with them.
+
+        Args:
+            x (Tensor): ``[B, C, H, W]``.
+
+        Returns:
+            Tensor: ``[B, H*W]``, fp32, each row summing to 1.
+        """
+        batch, _, height, width = x.shape
+        if self.pooling_type == 'att':
+            _, weights = attention_pool(x, self.conv_mask(x),
+                                        return_weights=True)  # [B, H*W]
+            return weights
+        return x.new_full((batch, height * width), 1.0 / (height * width),
+                          dtype=torch.float32)  # [B, H*W]
 
     def spatial_pool(self, x: Tensor) -> Tensor:
         """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``."""

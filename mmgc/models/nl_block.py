@@ -50,8 +50,13 @@ class _SubSample(nn.MaxPool2d):
     def __init__(self) -> None:
         super().__init__(kernel_size=(2, 2))
 
+    @staticmethod
+    def pool_kernel(height: int, width: int) -> Tuple[int, int]:
+        """Pooling window (= stride) for a ``height x width`` map."""
+        return min(2, height), min(2, width)
+
     def forward(self, x: Tensor) -> Tensor:
-        kernel = (min(2, x.shape[-2]), min(2, x.shape[-1]))
+        kernel = self.pool_kernel(x.shape[-2], x.shape[-1])
         return F.max_pool2d(x, kernel, kernel)  # [B, C, H//2, W//2]
 
 
@@ -164,17 +169,66 @@ class NLBlock(OwnInitAfterParent, BaseModule):
         """
         query, key, value = self._project(x)  # [B, N|M, Ci or C]
         if self.mode in ('gaussian', 'embedded_gaussian'):
-            scale = (query.shape[-1]**-0.5 if self.mode ==
-                     'embedded_gaussian' and self.use_scale else 1.0)
             return softmax_attention(
                 query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1),
-                scale=scale).squeeze(1)  # [B, N, Ci]
+                scale=self._logit_scale(query.shape[-1])).squeeze(
+                    1)  # [B, N, Ci]
         if self.mode == 'dot_product':
             return _dot_product_aggregate(query, key, value)  # [B, N, Ci]
-        weight = self.concat_project.conv.weight.flatten()  # [2 Ci]
         return _concat_relu_aggregate(query, key, value,
-                                      weight[:self.inter_channels],
-                                      weight[self.inter_channels:])
+                                      *self._concat_weights())
+
+    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
+        """Rows ``f(x_i, x_j) / C(x)`` of the pairwise weights for the chosen
+        queries ``i`` only (never the ``[HW, HW]`` matrix): ``y_i = sum_j
+        w_ij g(x_j)`` as in :meth:`pairwise_aggregate`.
+
+        Softmax modes give rows that sum to 1; ``'dot_product'`` and
+        ``'concatenation'`` are divided by the number of keys ``M``.
+
+        Args:
+            x (Tensor): ``[B, C, H, W]``.
+            queries (Tensor): Flat query positions ``y * W + x``, ``[Q]``
+                (int64).
+
+        Returns:
+            Tensor: ``[B, Q, Hk, Wk]`` fp32 over the key grid (``H x W``, or
+            the 2x2-pooled grid with ``sub_sample``).
+        """
+        height, width = x.shape[2:]
+        if self.sub_sample:
+            kernel = _SubSample.pool_kernel(height, width)
+            height, width = height // kernel[0], width // kernel[1]
+        query, key, _ = self._project(x)  # [B, N, Ci], [B, M, Ci]
+        with float32_region(x.device.type):
+            query = to_float32(query[:, queries])  # [B, Q, Ci or C]
+            key = to_float32(key)  # [B, M, Ci or C]
+            if self.mode == 'concatenation':
+                w_query, w_key = (to_float32(w)
+                                  for w in self._concat_weights())
+                pairs = (torch.matmul(query, w_query).unsqueeze(2) +
+                         torch.matmul(key, w_key).unsqueeze(1))  # [B, Q, M]
+                weights = F.relu(pairs) / key.shape[1]
+            else:
+                logits = torch.bmm(query, key.transpose(1, 2))  # [B, Q, M]
+                if self.mode == 'dot_product':
+                    weights = logits / key.shape[1]
+                else:
+                    weights = torch.softmax(
+                        logits * self._logit_scale(query.shape[-1]), dim=2)
+        return weights.view(*weights.shape[:2], height, width)
+
+    def _logit_scale(self, query_channels: int) -> float:
+        """Factor of the softmax logits: ``1/sqrt(C_inter)`` for a scaled
+        embedded Gaussian, else 1."""
+        return (query_channels**-0.5 if self.mode == 'embedded_gaussian'
+                and self.use_scale else 1.0)
+
+    def _concat_weights(self) -> Tuple[Tensor, Tensor]:
+        """``concat_project``'s weights of the query and the key half,
+        ``[Ci]`` each."""
+        weight = self.concat_project.conv.weight.flatten()  # [2 Ci]
+        return weight[:self.inter_channels], weight[self.inter_channels:]
 
     def _project(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``theta(x)``, ``phi(x)``, ``g(x)`` positions-major: ``[B, N,
@@ -327,8 +381,8 @@ def _concat_relu_aggregate(query: Tensor, key: Tensor, value: Tensor,
     out_dtype = value.dtype
     num_keys, channels = key.shape[1], value.shape[2]
     with float32_region(query.device.type):
-        a = torch.matmul(to_float32(query), to_float32(w_query))  # [B, N]
-        b = torch.matmul(to_float32(key), to_float32(w_key))  # [B, M]
+        a = _matvec(to_float32(query), to_float32(w_query))  # [B, N]
+        b = _matvec(to_float32(key), to_float32(w_key))  # [B, M]
         b_sorted, order = torch.sort(b, dim=1)  # [B, M]
         value = torch.gather(
             to_float32(value), 1,
@@ -337,11 +391,77 @@ def _concat_relu_aggregate(query: Tensor, key: Tensor, value: Tensor,
         # Suffix sums with a trailing 0: [B, M + 1, 2 Cv].
         suffix = torch.cat([value, weighted], dim=2).flip(1).cumsum(1).flip(1)
         suffix = F.pad(suffix, (0, 0, 0, 1))  # [B, M + 1, 2 Cv]
-        first = torch.searchsorted(b_sorted.detach(), -a.detach(),
-                                   right=True)  # [B, N]
+        first = _count_not_greater(b_sorted.detach(), -a.detach())  # [B, N]
         picked = torch.gather(
             suffix, 1,
             first.unsqueeze(2).expand(-1, -1, 2 * channels))  # [B, N, 2 Cv]
         sum_v, sum_bv = picked.chunk(2, dim=2)  # [B, N, Cv] each
         y = (a.double().unsqueeze(2) * sum_v + sum_bv) / num_keys
     return y.to(out_dtype)
+
+
+def _matvec(features: Tensor, weight: Tensor) -> Tensor:
+    """``features @ weight``: ``[B, L, C] x [C] -> [B, L]``.
+
+    Exported with a ``[C, 1]`` matrix instead of the vector: onnxruntime
+    (1.31 at least) fuses a ``Transpose`` followed by a ``MatMul`` whose
+    second operand is 1-D into a ``FusedMatMul`` that computes wrong values
+    (the keys of ``sub_sample`` come out of such a transpose).
+
+    Args:
+        features (Tensor): ``[B, L, C]``.
+        weight (Tensor): ``[C]``.
+
+    Returns:
+        Tensor: ``[B, L]``.
+    """
+    if torch.onnx.is_in_onnx_export():
+        return torch.matmul(features, weight.unsqueeze(1)).squeeze(2)
+    return torch.matmul(features, weight)
+
+
+def _count_not_greater(sorted_rows: Tensor, values: Tensor) -> Tensor:
+    """``torch.searchsorted(sorted_rows, values, right=True)``: per value,
+    how many elements of its row are ``<=`` it.
+
+    ONNX has no searchsorted, so under ``torch.onnx.export`` the same
+    integers come from :func:`_bisect_right` (exact, ``O(N log M)``).
+
+    Args:
+        sorted_rows (Tensor): ``[B, M]``, each row ascending.
+        values (Tensor): ``[B, N]``.
+
+    Returns:
+        Tensor: ``[B, N]`` int64 in ``0 .. M``.
+    """
+    if torch.onnx.is_in_onnx_export():
+        return _bisect_right(sorted_rows, values)
+    return torch.searchsorted(sorted_rows, values, right=True)
+
+
+def _bisect_right(sorted_rows: Tensor, values: Tensor) -> Tensor:
+    """Branch-free binary search giving ``torch.searchsorted(...,
+    right=True)`` from ``gather``, compare and ``where`` alone (ops every
+    ONNX runtime has): the count ``k`` of elements ``<= value`` is built
+    bit by bit, highest first, keeping a bit when the element at ``k + bit
+    - 1`` is still ``<= value``; ``floor(log2 M) + 1`` steps.
+
+    Args:
+        sorted_rows (Tensor): ``[B, M]``, each row ascending, ``M >= 1``.
+        values (Tensor): ``[B, N]``.
+
+    Returns:
+        Tensor: ``[B, N]`` int64 in ``0 .. M``.
+    """
+    length = sorted_rows.shape[1]
+    count = torch.zeros(values.shape, dtype=torch.long,
+                        device=values.device)  # [B, N]
+    step = 1 << (length.bit_length() - 1)  # highest power of 2 <= M
+    while step:
+        candidate = count + step  # [B, N]
+        probe = torch.gather(sorted_rows, 1, torch.clamp(
+            candidate - 1, max=length - 1))  # [B, N]
+        count = torch.where((candidate <= length) & (probe <= values),
+                            candidate, count)
+        step //= 2
+    return count

@@ -384,16 +384,10 @@ class SASAConv(BaseModule):
             Tensor: ``[B, C_out, ceil(H / sh), ceil(W / sw)]``, in the
             memory format (contiguous or channels_last) of ``x``.
         """
-        batch, _, height, width = x.shape
         channels_last = (x.dim() == 4 and not x.is_contiguous()
                          and x.is_contiguous(
                              memory_format=torch.channels_last))
-        # 1x1 projection straight into channels-last layout: one matmul.
-        pixels = x.permute(0, 2, 3, 1).reshape(
-            batch, height * width, -1)  # [B, H*W, C_in] (view if NHWC)
-        weight = self.qkv.weight.flatten(1).t()  # [C_in, 3*C_out]
-        qkv = torch.bmm(pixels, weight.expand(batch, -1, -1)).view(
-            batch, height, width, -1)  # [B, H, W, 3*C_out]
+        qkv = self._project_qkv(x)  # [B, H, W, 3*C_out]
         out = local_attention(qkv, self.rel_h, self.rel_w, self.num_heads,
                               self.block_size)  # [B, H, W, C_out]
         out = out.permute(0, 3, 1, 2)  # [B, C_out, H, W], NHWC strides
@@ -404,6 +398,65 @@ class SASAConv(BaseModule):
             out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
         return out.contiguous(memory_format=torch.channels_last
                               if channels_last else torch.contiguous_format)
+
+    def _project_qkv(self, x: Tensor) -> Tensor:
+        """Queries, keys and values of ``x`` ``[B, C_in, H, W]``, channels
+        last: ``[B, H, W, 3*C_out]``."""
+        batch, _, height, width = x.shape
+        # 1x1 projection straight into channels-last layout: one matmul.
+        pixels = x.permute(0, 2, 3, 1).reshape(
+            batch, height * width, -1)  # [B, H*W, C_in] (view if NHWC)
+        weight = self.qkv.weight.flatten(1).t()  # [C_in, 3*C_out]
+        return torch.bmm(pixels, weight.expand(batch, -1, -1)).view(
+            batch, height, width, -1)  # [B, H, W, 3*C_out]
+
+    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
+        """Softmax weights of the chosen queries over their ``kh x kw``
+        windows (before the stride's pooling): ``out_i = sum_ab w_iab
+        v_ab`` per head as in :func:`local_attention`; keys outside the image
+        get weight 0.
+
+        Args:
+            x (Tensor): ``[B, C_in, H, W]``.
+            queries (Tensor): Flat query positions ``y * W + x``, ``[Q]``
+                (int64).
+
+        Returns:
+            Tensor: ``[B, Q, heads, kh, kw]`` fp32; window offset ``(a,
+            b)`` is the key at ``(y + a - kh//2, x + b - kw//2)``.
+        """
+        batch, _, height, width = x.shape
+        win_h, win_w = self.window_size
+        heads, dim, half = self.num_heads, self.head_dim, self.head_dim // 2
+        qkv = to_float32(self._project_qkv(x))  # [B, H, W, 3*C_out]
+        channels = self.out_channels
+        with float32_region(x.device.type):
+            query = qkv.view(batch, height * width, 3 * channels)[
+                :, queries, :channels].reshape(
+                    batch, -1, heads, dim)  # [B, Q, heads, d]
+            # Window of every query in the key map padded by the radius.
+            rad_h, rad_w = win_h // 2, win_w // 2
+            keys = F.pad(qkv[..., channels:2 * channels],
+                         (0, 0, rad_w, rad_w, rad_h, rad_h))  # [B, Hp, Wp, C]
+            rows = (queries // width)[:, None] + torch.arange(
+                win_h, device=x.device)  # [Q, kh], padded coords
+            cols = (queries % width)[:, None] + torch.arange(
+                win_w, device=x.device)  # [Q, kw]
+            window = keys[:, rows[:, :, None], cols[:, None, :]].view(
+                batch, -1, win_h, win_w, heads, dim)  # [B, Q, kh, kw, h, d]
+            logits = torch.einsum('bqhd,bqyxhd->bqhyx', query, window)
+            logits = (logits +
+                      torch.matmul(query[..., :half], to_float32(
+                          self.rel_h).t())[..., :, None] +
+                      torch.matmul(query[..., half:], to_float32(
+                          self.rel_w).t())[..., None, :]
+                      ) * dim**-0.5  # [B, Q, heads, kh, kw]
+            inside = ((rows >= rad_h) & (rows < height + rad_h))[
+                :, :, None] & ((cols >= rad_w) & (cols < width + rad_w))[
+                    :, None, :]  # [Q, kh, kw]
+            logits = logits.masked_fill(~inside[None, :, None], MASK)
+            weights = torch.softmax(logits.flatten(3), dim=3)
+        return weights.view_as(logits)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, window='
@@ -468,3 +521,9 @@ class SASABlock(OwnInitAfterParent, BaseModule):
             Tensor: ``[B, C, H, W]``.
         """
         return x + self.out_proj(self.attention(x))  # [B, C, H, W]
+
+    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
+        """The window weights of :meth:`SASAConv.attention_weights`,
+        ``[B, Q, heads, kh, kw]``, for flat query positions ``[Q]`` of
+        ``x`` ``[B, C, H, W]``."""
+        return self.attention.attention_weights(x, queries)
