@@ -1,0 +1,234 @@
+"""Export a detector's backbone + neck, mmgc blocks included, to ONNX and
+check the file against PyTorch with onnxruntime.
+
+The exported graph maps preprocessed images (the data preprocessor's output:
+normalised, padded to its ``pad_size_divisor``) ``[1, 3, H, W]`` to the
+tuple of neck outputs (``p2`` .. ``p6`` for Mask R-CNN's FPN). The heads
+(RPN, RoI, NMS) stay in the deployment framework, as with MMDeploy's
+partitioned models. The check runs both on the same random ``N(0, 1)`` input
+and fails (exit status 1) if an output differs by more than ``atol + rtol *
+max|output|``.
+
+Usage:
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE]
+        [--shape H W] [--opset 18] [--dynamic-shape] [--no-check]
+        [--atol 1e-5] [--rtol 1e-4] [--cfg-options k=v ...]
+"""
+import argparse
+import logging
+import math
+import os
+import os.path as osp
+import sys
+import time
+from typing import List, Optional, Tuple
+
+import onnxruntime
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+from torch import nn
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
+from mmdet.registry import MODELS  # noqa: E402
+from mmgc.utils import load_tool_config  # noqa: E402
+from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET,  # noqa: E402
+                                    MIN_OPSET, RTOL, BackboneNeck,
+                                    OutputDiff, check_opset,
+                                    compare_outputs, export_onnx,
+                                    level_names, max_opset, onnx_file_size,
+                                    run_onnxruntime)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Export the backbone + neck of a detector to ONNX and '
+        'compare onnxruntime with PyTorch on a random input')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (.pth)')
+    parser.add_argument(
+        '--out', help='output .onnx file (default: '
+        'work_dirs/<config name>/<config name>.onnx)')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        help='input height and width (default: the test pipeline\'s Resize '
+        'scale padded to the data preprocessor\'s pad_size_divisor, e.g. '
+        '800 1344 for 1333x800)')
+    parser.add_argument(
+        '--opset', type=int, default=DEFAULT_OPSET,
+        help=f'ONNX opset version, {MIN_OPSET} to {max_opset()} (default: '
+        f'{DEFAULT_OPSET}, what the exporter writes natively; '
+        f'{MIN_OPSET} is converted from it)')
+    parser.add_argument(
+        '--dynamic-shape', action='store_true',
+        help='symbolic input height and width, checked at a second size '
+        'as well (GC, SE, NL; SASA picks its query blocks from the input '
+        'size in Python and needs a static shape)')
+    parser.add_argument(
+        '--no-check', action='store_true',
+        help='skip the onnxruntime comparison with PyTorch')
+    parser.add_argument(
+        '--atol', type=float, default=ATOL,
+        help=f'absolute part of the allowed difference (default: {ATOL:g})')
+    parser.add_argument(
+        '--rtol', type=float, default=RTOL,
+        help='part of the allowed difference relative to each output\'s '
+        f'largest magnitude (default: {RTOL:g})')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value pairs, e.g. '
+        '"model.backbone.depth=101"')
+    args = parser.parse_args(argv)
+    try:
+        check_opset(args.opset)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.shape is not None and min(args.shape) < 1:
+        parser.error(f'--shape {args.shape[0]} {args.shape[1]}: height and '
+                     f'width must be positive integers')
+    for name in ('atol', 'rtol'):
+        value = getattr(args, name)
+        if not value >= 0:
+            parser.error(f'--{name} {value!r} must be >= 0')
+    if args.out is not None and not args.out.endswith('.onnx'):
+        parser.error(f'--out {args.out!r}: the file name must end in .onnx')
+    return args
+
+
+def default_shape(cfg: Config) -> Tuple[int, int]:
+    """``(H, W)`` the detector sees at test time: the test pipeline's
+    ``Resize`` scale (``(w, h)`` in mmdet) rounded up to the data
+    preprocessor's ``pad_size_divisor``.
+
+    Raises:
+        ValueError: If the config has no such ``Resize`` (pass ``--shape``).
+    """
+    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'pipeline', [])
+    scales = [step['scale'] for step in pipeline
+              if step.get('type') == 'Resize' and 'scale' in step]
+    if not scales or not isinstance(scales[0], (list, tuple)):
+        raise ValueError('the config\'s test pipeline has no Resize with a '
+                         '(w, h) scale; pass --shape H W')
+    width, height = scales[0]
+    divisor = cfg.model.get('data_preprocessor', {}).get(
+        'pad_size_divisor', 1) or 1
+    return (math.ceil(height / divisor) * divisor,
+            math.ceil(width / divisor) * divisor)
+
+
+def build_detector(cfg: Config, checkpoint: str) -> nn.Module:
+    """The config's detector with all of ``checkpoint``'s weights, in eval
+    mode on the CPU (SyncBN reverted to BN).
+
+    Raises:
+        FileNotFoundError: If ``checkpoint`` does not exist.
+        RuntimeError: If its keys do not match the model's (a checkpoint of
+            another config).
+    """
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    model = revert_sync_batchnorm(model)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                    logger='silent')
+    return model.eval()
+
+
+def format_table(diffs: List[OutputDiff]) -> str:
+    """The comparison as aligned text, one output per row."""
+    lines = [f'{"output":<8}{"shape":<18}{"max |torch|":>12}'
+             f'{"max abs diff":>14}{"tolerance":>11}  ok']
+    for diff in diffs:
+        shape = 'x'.join(str(s) for s in diff.shape)
+        lines.append(f'{diff.name:<8}{shape:<18}{diff.scale:>12.4g}'
+                     f'{diff.max_diff:>14.3e}{diff.tolerance:>11.3e}  '
+                     f'{"yes" if diff.ok else "NO"}')
+    return '\n'.join(lines)
+
+
+def check(path: str, module: nn.Module, names: List[str],
+          shapes: List[Tuple[int, int]], atol: float, rtol: float) -> bool:
+    """Compare onnxruntime with PyTorch at each input size; print a table
+    per size; return whether every output is within tolerance."""
+    all_ok = True
+    generator = torch.Generator().manual_seed(0)
+    for height, width in shapes:
+        inputs = torch.randn(1, 3, height, width, generator=generator)
+        with torch.no_grad():
+            expected = module(inputs)
+        diffs = compare_outputs(names, expected,
+                                run_onnxruntime(path, inputs), atol, rtol)
+        print(f'\nonnxruntime {onnxruntime.__version__} vs PyTorch '
+              f'{torch.__version__}, random N(0, 1) input 1x3x{height}x'
+              f'{width}, allowed difference {atol:g} + {rtol:g} * '
+              f'max|torch|:')
+        print(format_table(diffs))
+        beyond = [d.name for d in diffs if not d.ok]
+        print(f'max abs diff: {max(d.max_diff for d in diffs):.3e} over '
+              f'{len(diffs)} outputs, ' + (
+                  f'beyond tolerance: {", ".join(beyond)}'
+                  if beyond else 'all within tolerance'))
+        all_ok &= all(d.ok for d in diffs)
+    return all_ok
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    # the exporter logs one line per missing torchvision op and each pass
+    logging.getLogger('torch.onnx').setLevel(logging.ERROR)
+    cfg = load_tool_config(args.config, cfg_options=args.cfg_options)
+    height, width = args.shape or default_shape(cfg)
+    out = args.out or osp.join(
+        cfg.work_dir,
+        osp.splitext(osp.basename(args.config))[0] + '.onnx')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+
+    module = BackboneNeck(build_detector(cfg, args.checkpoint))
+    inputs = torch.randn(1, 3, height, width,
+                         generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        names = level_names(inputs, module(inputs))
+    start = time.perf_counter()
+    try:
+        export_onnx(module, inputs, out, args.opset, output_names=names,
+                    dynamic_shape=args.dynamic_shape)
+    except Exception as err:
+        if not args.dynamic_shape:
+            raise
+        print(f'error: --dynamic-shape: the exporter cannot make the input '
+              f'size of {args.config} symbolic (SASA layers choose their '
+              f'query blocks from it in Python); export without '
+              f'--dynamic-shape at each --shape H W you need.\n'
+              f'exporter: {type(err).__name__}: {str(err)[-600:]}',
+              file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    shape_text = ('1x3xHxW (H, W symbolic)' if args.dynamic_shape else
+                  f'1x3x{height}x{width}')
+    print(f'exported backbone + neck of {args.config}\n'
+          f'  weights:  {args.checkpoint}\n'
+          f'  onnx:     {out} ({onnx_file_size(out) / 2**20:.1f} MiB, '
+          f'opset {args.opset}, {seconds:.1f} s)\n'
+          f'  input:    input {shape_text} (normalised, padded image)\n'
+          f'  outputs:  {", ".join(names)}')
+    if args.no_check:
+        return 0
+    shapes = [(height, width)]
+    if args.dynamic_shape:
+        shapes.append((height + 32, width + 64))
+    if not check(out, module, names, shapes, args.atol, args.rtol):
+        print(f'\nerror: onnxruntime\'s outputs of {out} differ from '
+              f'PyTorch\'s beyond the tolerance (rows marked NO)',
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
