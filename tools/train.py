@@ -16,6 +16,7 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
+from mmgc.engine import enable_reliability  # noqa: E402
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
                         load_tool_config, parse_tool_args, prepare_launch)
 
@@ -69,6 +70,9 @@ def build_config(args: argparse.Namespace) -> Config:
                 f'--resume checkpoint not found: {args.resume!r}')
         cfg.resume = True
         cfg.load_from = args.resume
+    # exact resume, atomic checkpoints, NaN guard, rank check (opt out:
+    # --cfg-options reliability.enable=False)
+    enable_reliability(cfg)
     return prepare_launch(cfg)
 
 

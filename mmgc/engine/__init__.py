@@ -1,4 +1,30 @@
-"""Training-engine glue between mmgc and mmengine."""
+"""Training-engine glue between mmgc and mmengine: checkpoint loading under
+torch's ``weights_only`` default, and reliable training (exact resume,
+atomic checkpoints, non-finite loss guard, rank consistency check)."""
 from . import checkpoint_compat  # noqa: F401
+from .atomic_checkpoint_hook import AtomicCheckpointHook, first_nonfinite_key
+from .atomic_io import AtomicLocalBackend, atomic_write
+from .nonfinite_loss_hook import NonFiniteLossHook, nonfinite_terms
+from .rank_consistency_hook import (RankConsistencyHook, combined_digest,
+                                    first_difference, state_digests)
+from .reliability import enable_reliability, reliability_options
+from .resumable_loops import (ResumableEpochBasedTrainLoop,
+                              ResumableIterBasedTrainLoop)
+from .rng_state import (capture_rng_state, preserved_rng_state,
+                        restore_rng_state)
+from .skip_nonfinite_optim_wrapper import SkipNonFiniteOptimWrapper
+from .skippable_batch_sampler import (SkippableBatchSampler,
+                                      wrap_batch_sampler_cfg)
+from .train_state_hook import TRAIN_STATE_KEY, TrainStateHook
 
-__all__ = ['checkpoint_compat']
+__all__ = [
+    'checkpoint_compat', 'AtomicCheckpointHook', 'first_nonfinite_key',
+    'AtomicLocalBackend', 'atomic_write', 'NonFiniteLossHook',
+    'nonfinite_terms', 'RankConsistencyHook', 'combined_digest',
+    'first_difference', 'state_digests', 'enable_reliability',
+    'reliability_options', 'ResumableEpochBasedTrainLoop',
+    'ResumableIterBasedTrainLoop', 'capture_rng_state',
+    'preserved_rng_state', 'restore_rng_state', 'SkipNonFiniteOptimWrapper',
+    'SkippableBatchSampler', 'wrap_batch_sampler_cfg', 'TRAIN_STATE_KEY',
+    'TrainStateHook'
+]

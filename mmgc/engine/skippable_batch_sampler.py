@@ -1,0 +1,98 @@
+"""A batch sampler that can start an epoch at a given batch.
+
+Resuming mid-epoch has to reproduce the batches the interrupted run would
+have drawn next. mmengine re-runs the data pipeline on every skipped batch;
+this wrapper instead advances the wrapped batch sampler's *index* iterator,
+which reproduces bucketing samplers such as MMDetection's
+``AspectRatioBatchSampler`` exactly, loads no image, and works with
+``num_workers > 0`` (indices are drawn in the main process).
+"""
+import copy
+from typing import Iterator, List, Optional
+
+from mmengine.registry import DATA_SAMPLERS
+from torch.utils.data import BatchSampler, Sampler
+
+
+@DATA_SAMPLERS.register_module()
+class SkippableBatchSampler:
+    """Wraps a batch sampler (built from its config) and skips batches on
+    request.
+
+    Args:
+        sampler (Sampler): The index sampler (e.g. ``DefaultSampler``).
+        batch_size (int): Samples per batch.
+        batch_sampler (dict, optional): Config of the wrapped batch sampler,
+            built with ``sampler`` and ``batch_size``; None wraps
+            ``torch.utils.data.BatchSampler``, as ``DataLoader`` would.
+        drop_last (bool): ``drop_last`` of the default ``BatchSampler``.
+            Defaults to False.
+    """
+
+    def __init__(self, sampler: Sampler, batch_size: int,
+                 batch_sampler: Optional[dict] = None,
+                 drop_last: bool = False) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.batch_sampler_cfg = copy.deepcopy(batch_sampler)
+        self.drop_last = drop_last
+        self._skip = 0
+        self._build()
+
+    def _build(self) -> None:
+        if self.batch_sampler_cfg is None:
+            self.batch_sampler = BatchSampler(self.sampler, self.batch_size,
+                                              self.drop_last)
+        else:
+            self.batch_sampler = DATA_SAMPLERS.build(
+                copy.deepcopy(self.batch_sampler_cfg),
+                default_args=dict(sampler=self.sampler,
+                                  batch_size=self.batch_size))
+
+    def skip_next(self, num_batches: int) -> None:
+        """Make the next ``__iter__`` start after ``num_batches`` batches.
+
+        The wrapped batch sampler is rebuilt, so buffers an abandoned
+        iteration left behind (aspect-ratio buckets) are dropped.
+
+        Args:
+            num_batches (int): Batches of the coming epoch to skip.
+        """
+        if num_batches < 0:
+            raise ValueError(f'num_batches must be >= 0, got {num_batches}')
+        self._build()
+        self._skip = num_batches
+
+    def __iter__(self) -> Iterator[List[int]]:
+        skip, self._skip = self._skip, 0
+        for i, batch in enumerate(self.batch_sampler):
+            if i >= skip:
+                yield batch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+def wrap_batch_sampler_cfg(dataloader_cfg: dict) -> dict:
+    """Copy of a dataloader config whose batch sampler is wrapped in
+    :class:`SkippableBatchSampler` (a no-op if it already is).
+
+    Args:
+        dataloader_cfg (dict): An mmengine dataloader config.
+
+    Returns:
+        dict: The new config.
+    """
+    cfg = copy.deepcopy(dataloader_cfg)
+    inner = cfg.pop('batch_sampler', None)
+    if inner is not None and not isinstance(inner, dict):
+        cfg['batch_sampler'] = inner  # a built object: left as it is
+        return cfg
+    if inner is not None and inner.get('type') in (
+            'SkippableBatchSampler', SkippableBatchSampler):
+        cfg['batch_sampler'] = inner
+        return cfg
+    cfg['batch_sampler'] = dict(
+        type=SkippableBatchSampler, batch_sampler=inner,
+        drop_last=cfg.pop('drop_last', False))
+    return cfg

@@ -1,0 +1,83 @@
+"""Fault injection for tests/test_reliability.py, imported by training child
+processes through ``custom_imports`` (tests/ on PYTHONPATH).
+
+- ``NaNLossInjectionHook``: makes one loss module return NaN at chosen
+  iterations (1-based, as logged).
+- ``SampleRecorderHook``: appends each iteration's image ids to a JSON-lines
+  file.
+- ``MMGC_TEST_KILL_ON_REPLACE=<file name>[:<n>]``: the process SIGKILLs
+  itself at the n-th (default 1st) ``os.replace`` that would commit that
+  file (its temporary file fully written), i.e. a kill in the middle of a
+  save.
+"""
+import json
+import os
+import os.path as osp
+import signal
+from typing import Sequence
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+_KILL_ON = os.environ.get('MMGC_TEST_KILL_ON_REPLACE')
+if _KILL_ON:
+    _name, _, _nth = _KILL_ON.partition(':')
+    _left = [int(_nth or 1)]
+    _replace = os.replace
+
+    def _replace_or_die(src, dst, *args, **kwargs):
+        if osp.basename(str(dst)) == _name:
+            _left[0] -= 1
+            if _left[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _replace(src, dst, *args, **kwargs)
+
+    os.replace = _replace_or_die
+
+
+@HOOKS.register_module()
+class NaNLossInjectionHook(Hook):
+    """Multiply one loss module's output by NaN at the given iterations.
+
+    Args:
+        iterations (Sequence[int]): 1-based iterations.
+        module (str): Dotted path of the loss module in the model.
+    """
+
+    def __init__(self, iterations: Sequence[int],
+                 module: str = 'roi_head.bbox_head.loss_cls') -> None:
+        self.iterations = set(iterations)
+        self.module = module
+        self._handle = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if runner.iter + 1 not in self.iterations:
+            return
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self._handle = model.get_submodule(self.module).register_forward_hook(
+            lambda mod, args, out: out * float('nan'))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+@HOOKS.register_module()
+class SampleRecorderHook(Hook):
+    """Append ``{"iter": i, "img_ids": [...]}`` per iteration to a file.
+
+    Args:
+        path (str): JSON-lines file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        ids = [s.img_id for s in data_batch['data_samples']]
+        with open(self.path, 'a') as f:
+            f.write(json.dumps(dict(iter=runner.iter + 1, img_ids=ids)) + '\n')
