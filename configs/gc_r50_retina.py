@@ -4,9 +4,13 @@ _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmgc'], allow_failed_imports=False)
 
 model = dict(
-    backbone=dict(plugins=[
-        dict(
-            cfg=dict(type='GCBlock', ratio=1. / 16),
-            stages=(False, True, True, True),
-            position='after_conv3')
-    ]))
+    backbone=dict(
+        # mmdet's ResNet (same modules, keys and outputs) that names the bad
+        # key, value and allowed values when a placement is wrong
+        type='PluginResNet',
+        plugins=[
+            dict(
+                cfg=dict(type='GCBlock', ratio=1. / 16),
+                stages=(False, True, True, True),
+                position='after_conv3')
+        ]))

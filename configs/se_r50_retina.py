@@ -7,6 +7,9 @@ custom_imports = dict(imports=['mmgc'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(
+        # mmdet's ResNet (same modules, keys and outputs) that names the bad
+        # key, value and allowed values when a placement is wrong
+        type='PluginResNet',
         frozen_stages=0,
         plugins=[
             dict(

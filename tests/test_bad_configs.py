@@ -100,19 +100,17 @@ CASES = [
      {'model.backbone.depth': 18},
      r'PluginResNet: plugins=', r'depth=18 uses BasicBlock',
      r'allowed depths: 50, 101, 152$'),
-    ('mmdet-config-unknown-position', 'gc_r50_mask.py',
-     {'model.backbone.type': 'PluginResNet',
-      'model.backbone.plugins.0.position': 'after_conv4'},
+    ('gc-config-unknown-position', 'gc_r50_mask.py',
+     {'model.backbone.plugins.0.position': 'after_conv4'},
      r'PluginResNet: plugins\[0\]\.position=', r"position='after_conv4'",
      r"allowed: 'after_conv1', 'after_conv2', 'after_conv3', "
      r"'after_block'$"),
-    ('mmdet-config-stages-wrong-length', 'se_r50_retina.py',
-     {'model.backbone.type': 'PluginResNet',
-      'model.backbone.plugins.0.stages': (True, True, True, True, True)},
+    ('se-config-stages-wrong-length', 'se_r50_retina.py',
+     {'model.backbone.plugins.0.stages': (True, True, True, True, True)},
      r'PluginResNet: plugins\[0\]\.stages=', r'=\(True, True, True, True, '
      r'True\)', r'a tuple of 4 bools, one per stage$'),
-    ('mmdet-config-basic-block', 'gc_r50_mask.py',
-     {'model.backbone.type': 'PluginResNet', 'model.backbone.depth': 34},
+    ('gc-config-basic-block', 'gc_r50_mask.py',
+     {'model.backbone.depth': 34},
      r'PluginResNet: plugins=', r'depth=34 uses BasicBlock',
      r'allowed depths: 50, 101, 152$'),
     ('sasa-stages-wrong-length', 'sasa_r50_retina.py',
@@ -164,16 +162,16 @@ def test_the_unmodified_configs_of_the_table_build(repo_root):
     (and PluginResNet in place of mmdet's ResNet) build."""
     for config, options in (('gc-fpn_r50_mask.py', {}),
                             ('sasa-full_r50_retina.py', {}),
-                            ('demo/gc_r50_mask_synthetic.py',
-                             {'model.backbone.type': 'PluginResNet'})):
+                            ('se_r50_retina.py', {}),
+                            ('demo/gc_r50_mask_synthetic.py', {})):
         model = build_modified(repo_root, config, options)
         assert type(model).__name__ in ('MaskRCNN', 'RetinaNet')
 
 
-# mmdet's own ResNet (type='ResNet', used by gc*_r50_*.py and se_r50_*.py)
+# mmdet's own ResNet (type='ResNet', what MMDetection's GCNet configs use)
 # checks placement with bare asserts that mmgc cannot reach: the same
-# mistakes give these messages there. The README tells users to switch to
-# type='PluginResNet' (same keys and outputs) for the messages above.
+# mistakes give these messages there. That is why the shipped configs use
+# type='PluginResNet' (same keys and outputs), and the README says so.
 MMDET_RESNET_CASES = [
     ({'model.backbone.plugins.0.position': 'after_conv4'},
      AssertionError, r'^$'),
@@ -192,7 +190,8 @@ def test_mmdet_resnet_messages_are_mmdets(repo_root, options, error,
     """Documented limitation: with mmdet's ``ResNet`` these fail at build
     time too, but with mmdet/mmcv's terse messages."""
     with pytest.raises(error) as info:
-        build_modified(repo_root, 'gc_r50_mask.py', options)
+        build_modified(repo_root, 'gc_r50_mask.py',
+                       {'model.backbone.type': 'ResNet', **options})
     assert re.search(pattern, str(info.value).strip("'")), str(info.value)
 
 
@@ -220,10 +219,11 @@ CHILD = textwrap.dedent('''
 
 def test_missing_custom_imports_in_mmdetection_tools(repo_root, tmp_path):
     """A config without ``custom_imports``, built by a process that never
-    imports mmgc (what MMDetection's tools/train.py does): mmgc types used
-    as the backbone are named by mmengine's registry error; a block type in
-    mmdet's ResNet plugins meets mmcv 2.1's ``Cannot find None`` (mmgc is
-    not loaded, so it cannot improve that message: documented)."""
+    imports mmgc (what MMDetection's tools/train.py does): every shipped
+    block config names an mmgc backbone, so mmengine's registry error names
+    it and links to the custom-imports docs. (A block type in mmdet's own
+    ResNet plugins would meet mmcv 2.1's ``Cannot find None``; mmgc is not
+    loaded then, so it cannot improve that message: documented.)"""
     paths = []
     for name in ('nl_r50_mask.py', 'sasa_r50_retina.py', 'gc_r50_mask.py'):
         with open(osp.join(repo_root, 'configs', name)) as f:
@@ -242,11 +242,9 @@ def test_missing_custom_imports_in_mmdetection_tools(repo_root, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads(out.stdout.strip().splitlines()[-1])
     assert results.pop('mmgc imported') is False
-    for path in paths[:2]:
+    for path in paths:
         error, message = results[path]
         assert error == 'KeyError'
         assert re.search(r'PluginResNet is not in the mmdet::model registry',
                          message), message
         assert 'import-the-custom-module' in message
-    assert results[paths[2]] == [
-        'KeyError', "'Cannot find None in registry under scope name mmdet'"]
