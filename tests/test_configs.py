@@ -62,3 +62,24 @@ def test_demo_model_predicts_on_a_tiny_input(repo_root):
     assert [f.shape[-2:] for f in feats][0] == (16, 24)
     pred = results[0].pred_instances
     assert pred.bboxes.shape[1] == 4 and len(pred.scores) == len(pred.labels)
+
+
+@pytest.mark.parametrize('name', ['demo/gc_r50_mask_synthetic.py',
+                                  'se_r50_retina.py'])
+def test_plugin_resnet_in_shipped_configs_builds_mmdets_resnet(repo_root,
+                                                               name):
+    """The GC/SE configs name PluginResNet only for its error messages: under
+    one seed it initialises exactly the weights mmdet's ResNet does."""
+    states = {}
+    for backbone in ('ResNet', 'PluginResNet'):
+        cfg = load(repo_root, name)
+        assert cfg.model.backbone.type == 'PluginResNet'
+        cfg.model.backbone.type = backbone
+        cfg.model.backbone.init_cfg = None
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        states[backbone] = model.state_dict()
+    assert list(states['ResNet']) == list(states['PluginResNet'])
+    for key, value in states['ResNet'].items():
+        assert torch.equal(value, states['PluginResNet'][key]), key
