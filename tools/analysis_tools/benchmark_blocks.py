@@ -14,14 +14,12 @@ Method: ``--threads`` intra-op threads (default 2), one warm-up run, then
 the minimum of ``--repeats`` runs. Forward is timed under ``no_grad``;
 forward+backward with an input that requires grad and a preallocated
 upstream gradient (not timed, not counted). Peak extra memory is the
-rise of the process's peak resident set (``VmHWM``, reset through
-``/proc/self/clear_refs`` after ``malloc_trim``) over its resident set before
-the call: it sees every allocation, torch's and the BLAS's, including the
-output and, for forward+backward, the gradients. glibc's malloc returns
-large blocks to the kernel on every free, so each run page-faults its
-tensors in again; the script re-executes itself with a high
-``MALLOC_MMAP_THRESHOLD_`` (and ``MALLOC_TRIM_THRESHOLD_``) so that timings
-measure the kernels rather than page faults.
+rise of the process's peak resident set over its resident set before the
+call: it sees every allocation, torch's and the BLAS's, including the
+output and, for forward+backward, the gradients. The script re-executes
+itself with a high ``MALLOC_MMAP_THRESHOLD_`` so that timings measure the
+kernels rather than page faults (:mod:`mmgc.utils.benchmark` has the
+details; ``benchmark.py`` measures whole detectors the same way).
 
 Levels (an 800x1333 image): c3 = 512ch 100x168, c4 = 1024ch 50x84,
 c5 = 2048ch 25x42, batch ``--batch`` (default 2). Non-local is measured at
@@ -34,29 +32,10 @@ Example::
     python tools/analysis_tools/benchmark_blocks.py --quick --blocks gc se
 """
 import argparse
-import ctypes
-import gc as garbage
 import os
 import os.path as osp
 import sys
-import time
 from typing import Callable, Dict, List, Optional, Tuple
-
-MALLOC_ENV = {
-    'MALLOC_MMAP_THRESHOLD_': str(1 << 34),
-    'MALLOC_TRIM_THRESHOLD_': str(1 << 34),
-}
-
-
-def reexec_with_malloc_env() -> None:
-    """Restart the interpreter with ``MALLOC_ENV`` (glibc reads it only at
-    start-up)."""
-    if all(os.environ.get(k) for k in MALLOC_ENV):
-        return
-    env = dict(os.environ, **{k: os.environ.get(k) or v
-                              for k, v in MALLOC_ENV.items()})
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -75,10 +54,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-reexec_with_malloc_env()
-ARGS = parse_args() if __name__ == '__main__' else None
-if ARGS is not None:
-    os.environ['OMP_NUM_THREADS'] = str(ARGS.threads)
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
@@ -91,42 +66,14 @@ from mmgc.models.gc_block import GCBlock  # noqa: E402
 from mmgc.models.nl_block import NLBlock  # noqa: E402
 from mmgc.models.sasa import SASAConv  # noqa: E402
 from mmgc.models.se_block import SEBlock  # noqa: E402
+from mmgc.utils.benchmark import (min_time, peak_extra_bytes,  # noqa: E402
+                                  prepare_process)
 
 LEVELS = {'c3': (512, 100, 168), 'c4': (1024, 50, 84), 'c5': (2048, 25, 42)}
-_LIBC = ctypes.CDLL('libc.so.6')
 Fn = Callable[[], object]
 
 
 # --------------------------------------------------------------- measuring
-def _status_bytes(key: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f'{key} not in /proc/self/status')
-
-
-def peak_extra_bytes(fn: Fn) -> int:
-    """Rise of the peak resident set over the current one during ``fn``."""
-    garbage.collect()
-    _LIBC.malloc_trim(0)
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')  # reset VmHWM to VmRSS
-    before = _status_bytes('VmRSS')
-    result = fn()  # noqa: F841  (kept alive: the output counts)
-    return max(_status_bytes('VmHWM') - before, 0)
-
-
-def min_time(fn: Fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 class Measure:
     """Forward / forward+backward time and extra memory of one module."""
 
@@ -370,8 +317,8 @@ def bench_sasa(args) -> None:
 
 
 def main() -> None:
-    args = ARGS
-    torch.set_num_threads(args.threads)
+    args = parse_args()
+    prepare_process(args.threads)
     torch.manual_seed(0)
     if args.quick:
         args.repeats = min(args.repeats, 2)
