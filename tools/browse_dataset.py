@@ -14,13 +14,12 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers mmgc's modules)
-from mmgc.utils import load_tool_config  # noqa: E402
+from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,10 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--max-images', type=int, default=None,
         help='stop after this many samples (default: the whole set)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        'train_dataloader.dataset.data_root=data/synthetic/')
+    add_cfg_options_arg(
+        parser, example='train_dataloader.dataset.data_root=data/synthetic/')
     args = parser.parse_args()
     if args.max_images is not None and args.max_images < 1:
         parser.error(f'--max-images={args.max_images}: must be at least 1')

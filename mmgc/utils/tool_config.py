@@ -2,11 +2,58 @@
 import argparse
 import os
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+
+
+def add_cfg_options_arg(parser: argparse.ArgumentParser,
+                        applies_to: str = 'the config',
+                        example: str = '"model.backbone.depth=101"') -> None:
+    """Add MMDetection's ``--cfg-options key=value ...`` argument.
+
+    Args:
+        parser (argparse.ArgumentParser): Modified in place.
+        applies_to (str): What the overrides change, for the help text.
+        example (str): An example override for the help text.
+    """
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help=f'override settings in {applies_to}, key=value pairs, e.g. '
+        f'{example}')
+
+
+def add_shape_arg(parser: argparse.ArgumentParser,
+                  default: Tuple[int, int] = (800, 1333)) -> None:
+    """Add ``--shape H [W]`` (MMDetection 2.x's get_flops convention: one
+    value is a square); read it back with :func:`image_shape`.
+
+    Args:
+        parser (argparse.ArgumentParser): Modified in place.
+        default (tuple[int, int]): ``(H, W)`` when the flag is not given.
+    """
+    parser.add_argument(
+        '--shape', type=int, nargs='+', default=list(default),
+        help=f'input image size H W (one value: square); default '
+        f'{default[0]} {default[1]}')
+
+
+def image_shape(parser: argparse.ArgumentParser,
+                shape: Sequence[int]) -> Tuple[int, int]:
+    """``--shape`` as ``(H, W)``; a parser error names a bad value.
+
+    Args:
+        parser (argparse.ArgumentParser): For the error message.
+        shape (Sequence[int]): The parsed ``--shape`` values.
+
+    Returns:
+        tuple[int, int]: Height and width.
+    """
+    if len(shape) not in (1, 2) or min(shape) < 1:
+        parser.error(f'--shape takes H [W], positive; got {list(shape)}')
+    return (shape[0], shape[-1])
 
 
 def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
@@ -16,10 +63,8 @@ def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
     Args:
         parser (argparse.ArgumentParser): Modified in place.
     """
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        'train_cfg.max_iters=10 "model.backbone.depth=101"')
+    add_cfg_options_arg(parser, example='train_cfg.max_iters=10 '
+                        '"model.backbone.depth=101"')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')

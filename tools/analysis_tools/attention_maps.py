@@ -43,7 +43,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import DictAction
 from mmengine.visualization import Visualizer
 from mmengine.visualization.utils import convert_overlay_heatmap
 from terminaltables import AsciiTable
@@ -53,7 +52,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import mmgc  # noqa: E402,F401  (registers the blocks, checkpoint allow-list)
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv  # noqa: E402
-from mmgc.utils import load_tool_config  # noqa: E402
+from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
 
 BLOCK_TYPES = (GCBlock, NLBlock, SASABlock, SASAConv)
 STATS_FILE = 'attention_stats.json'
@@ -97,10 +96,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the position sampling')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        '"model.backbone.depth=101"')
+    add_cfg_options_arg(parser, example='"model.backbone.depth=101"')
     args = parser.parse_args()
     if args.queries < 1:
         parser.error(f'--queries={args.queries}: must be at least 1')

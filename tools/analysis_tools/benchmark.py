@@ -59,7 +59,7 @@ import sys
 from typing import List, Optional, Tuple
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
@@ -69,6 +69,8 @@ from torch import nn
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 import mmgc  # noqa: E402,F401  (registers the blocks)
+from mmgc.utils import (add_cfg_options_arg, add_shape_arg,  # noqa: E402
+                        image_shape)
 from mmgc.utils.benchmark import (interleaved_min_times,  # noqa: E402
                                   peak_tensor_bytes, prepare_process)
 from mmgc.utils.complexity import (build_detector, count_params,  # noqa
@@ -87,9 +89,7 @@ def parse_args() -> argparse.Namespace:
                         '(default: random initialisation)')
     parser.add_argument('--baseline-checkpoint',
                         help='weights of the baseline model')
-    parser.add_argument('--shape', type=int, nargs='+', default=[800, 1333],
-                        help='input image size H W (one value: square); '
-                        'default 800 1333')
+    add_shape_arg(parser)
     parser.add_argument('--batch-size', type=int, default=1,
                         help='images per call (default 1)')
     parser.add_argument('--threads', type=int, default=2,
@@ -107,15 +107,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device', default=None,
                         help="'cpu' or 'cuda[:N]' (default: cuda if "
                         'available)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of both configs, key=value pairs, e.g. '
-        'model.test_cfg.rcnn.score_thr=0')
+    add_cfg_options_arg(parser, 'both configs',
+                        'model.test_cfg.rcnn.score_thr=0')
     args = parser.parse_args()
-    if len(args.shape) not in (1, 2) or min(args.shape) < 1:
-        parser.error(f'--shape takes H [W], positive; got {args.shape}')
-    if len(args.shape) == 1:
-        args.shape = args.shape * 2
+    args.shape = image_shape(parser, args.shape)
     for name in ('batch_size', 'threads', 'repeats'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1, got '

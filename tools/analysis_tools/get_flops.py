@@ -44,12 +44,13 @@ import sys
 import time
 from typing import Any, Dict, List
 
-from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 import mmgc  # noqa: E402,F401  (registers the blocks)
+from mmgc.utils import (add_cfg_options_arg, add_shape_arg,  # noqa: E402
+                        image_shape)
 from mmgc.utils.complexity import (COUNTER, PLAIN_COUNTER,  # noqa: E402
                                    backbone_neck_flops, build_detector,
                                    count_params, detector_flops, load_config,
@@ -66,24 +67,16 @@ def parse_args() -> argparse.Namespace:
                         '--compare)')
     parser.add_argument('--compare', nargs='+', default=[], metavar='CONFIG',
                         help='configs to compare with CONFIG')
-    parser.add_argument('--shape', type=int, nargs='+', default=[800, 1333],
-                        help='input image size H W (one value: square); '
-                        'default 800 1333')
+    add_shape_arg(parser)
     parser.add_argument('--part', choices=sorted(PARTS),
                         default='backbone-neck',
                         help='what is counted (default backbone-neck)')
     parser.add_argument('--no-attention-handles', action='store_true',
                         help='plain FlopAnalyzer: do not count the '
                         'attention matmuls')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of every config, key=value pairs, e.g. '
-        '"model.backbone.depth=101"')
+    add_cfg_options_arg(parser, 'every config', '"model.backbone.depth=101"')
     args = parser.parse_args()
-    if len(args.shape) not in (1, 2) or min(args.shape) < 1:
-        parser.error(f'--shape takes H [W], positive; got {args.shape}')
-    if len(args.shape) == 1:
-        args.shape = args.shape * 2
+    args.shape = image_shape(parser, args.shape)
     for config in [args.config] + args.compare:
         if not osp.isfile(config):
             parser.error(f'config file not found: {config!r}')

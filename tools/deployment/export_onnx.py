@@ -25,7 +25,7 @@ from typing import List, Optional, Tuple
 
 import onnxruntime
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
@@ -35,7 +35,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
 from mmdet.registry import MODELS  # noqa: E402
-from mmgc.utils import load_tool_config  # noqa: E402
+from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET,  # noqa: E402
                                     MIN_OPSET, RTOL, BackboneNeck,
                                     OutputDiff, check_opset,
@@ -78,10 +78,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--rtol', type=float, default=RTOL,
         help='part of the allowed difference relative to each output\'s '
         f'largest magnitude (default: {RTOL:g})')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value pairs, e.g. '
-        '"model.backbone.depth=101"')
+    add_cfg_options_arg(parser, example='"model.backbone.depth=101"')
     args = parser.parse_args(argv)
     try:
         check_opset(args.opset)
