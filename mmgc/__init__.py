@@ -1,12 +1,14 @@
 """mmgc: attention plugin blocks for MMDetection 3.x.
 
 ``import mmgc`` (or ``custom_imports = dict(imports=['mmgc'])`` in a config)
-registers mmgc's blocks and ``CheckedCocoDataset`` in MMDetection's
-registries and makes mmengine checkpoints loadable under torch's
-``weights_only`` default.
+registers mmgc's blocks, backbones and necks, ``CheckedCocoDataset``,
+``CheckedCocoMetric`` and the reliable-training loops, hooks and optim
+wrapper (``mmgc.engine``) in the registries, and makes mmengine
+checkpoints loadable under torch's ``weights_only`` default.
 """
 from .engine import checkpoint_compat  # noqa: F401  (allow-lists globals)
 from .datasets import CheckedCocoDataset  # noqa: F401  (registers it)
+from .evaluation import CheckedCocoMetric  # noqa: F401  (registers it)
 from .models import *  # noqa: F401,F403
 from .version import __version__
 

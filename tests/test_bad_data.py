@@ -131,12 +131,16 @@ def no_images_list(root: str) -> Facts:
     return dict(file='instances_val.json')
 
 
-def unknown_category(root: str) -> Facts:
+def unknown_category(root: str, split: str = 'train') -> Facts:
     def edit(data):
         ann = first_ann(data, 4)
         ann['category_id'] = 9
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
-    return edit_json(root, 'train', edit)
+    return edit_json(root, split, edit)
+
+
+def val_unknown_category(root: str) -> Facts:
+    return unknown_category(root, 'val')
 
 
 def duplicate_image_id(root: str) -> Facts:
@@ -429,3 +433,49 @@ def test_mmdet_coco_dataset_is_silent_on_these(tiny_coco, tmp_path, corrupt,
     if lost_instances:
         assert count_instances(clean) - count_instances(plain) == \
             lost_instances
+
+
+# --------------------------------------------------------------------------
+# The evaluator's ground truth file
+# --------------------------------------------------------------------------
+def evaluator_cfg(root: str) -> dict:
+    """The demo config's val evaluator, reading ``root``'s val file."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    return dict(cfg.val_evaluator.to_dict(), ann_file=ann_file(root, 'val'))
+
+
+@pytest.mark.parametrize('corrupt,pattern', [
+    (duplicate_image_id,
+     r"instances_val\.json: 1 duplicate image id\(s\): id {image_id} x2 "
+     r"\('{file_a}', '{file_b}'\); image ids must be unique"),
+    (val_unknown_category,
+     r'instances_val\.json: 1 annotation\(s\) with a category id not in '
+     r'"categories": annotation id {ann_id} \(image id {image_id}\) has '
+     r'category_id 9; allowed category ids: \[1, 2, 3, 4, 5\]'),
+])
+def test_evaluator_checks_its_ground_truth_file(tiny_coco, tmp_path,
+                                                corrupt, pattern):
+    """The demo's CheckedCocoMetric refuses a broken val file where mmdet's
+    CocoMetric (pycocotools) would evaluate against it without a word."""
+    from mmdet.registry import METRICS
+    root = str(tmp_path / 'data')
+    shutil.copytree(tiny_coco, root)
+    facts = corrupt(root)
+    cfg = evaluator_cfg(root)
+    assert cfg['type'] == 'CheckedCocoMetric'
+    with pytest.raises(ValueError) as info:
+        METRICS.build(cfg)
+    assert re.search(pattern.format(**facts), str(info.value)), \
+        str(info.value)
+    plain = METRICS.build(dict(cfg, type='CocoMetric'))  # silent
+    assert plain._coco_api is not None
+
+
+def test_evaluator_on_clean_file_is_coco_metrics(tiny_coco):
+    from mmdet.registry import METRICS
+    cfg = evaluator_cfg(tiny_coco)
+    checked = METRICS.build(cfg)
+    plain = METRICS.build(dict(cfg, type='CocoMetric'))
+    assert type(checked).__name__ == 'CheckedCocoMetric'
+    assert checked._coco_api.dataset == plain._coco_api.dataset
+    assert checked._coco_api.getImgIds() == plain._coco_api.getImgIds()

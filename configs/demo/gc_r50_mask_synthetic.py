@@ -85,7 +85,11 @@ val_dataloader = dict(
         data_prefix=dict(img='val/'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+# CheckedCocoMetric (mmgc.evaluation): CocoMetric that checks its ground
+# truth file (duplicate ids, unknown images/categories) before evaluating.
+val_evaluator = dict(
+    type='CheckedCocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 train_cfg = dict(
