@@ -251,18 +251,22 @@ def _child_env(**extra) -> dict:
     return env
 
 
-def _faults_config(tmp_path, name: str, hooks: list) -> str:
-    """A config inheriting the demo that loads tests/reliability_faults."""
+def _faults_config(tmp_path, name: str, hooks: list, body: str = '') -> str:
+    """A config inheriting the demo that loads tests/reliability_faults
+    (``body``: more config lines)."""
     path = tmp_path / f'{name}.py'
     path.write_text(
         f'_base_ = {DEMO_CONFIG!r}\n'
         "custom_imports = dict(imports=['mmgc', 'reliability_faults'], "
         'allow_failed_imports=False)\n'
-        f'custom_hooks = {hooks!r}\n')
+        f'custom_hooks = {hooks!r}\n' + body)
     return str(path)
 
 
 def _train_cmd(config, work_dir, data_root, max_iters=MAX_ITERS, extra=()):
+    """``max_iters=None``: the config's own schedule (epoch loops)."""
+    schedule = ([] if max_iters is None else
+                [f'train_cfg.max_iters={max_iters}'])
     return [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
             '--cfg-options', *data_cfg_options(data_root),
             'train_dataloader.batch_size=2',
@@ -272,7 +276,7 @@ def _train_cmd(config, work_dir, data_root, max_iters=MAX_ITERS, extra=()):
             'default_hooks.logger.interval=1',
             'default_hooks.checkpoint.interval=1',
             'default_hooks.checkpoint.max_keep_ckpts=-1',
-            'param_scheduler.0.end=2', f'train_cfg.max_iters={max_iters}',
+            'param_scheduler.0.end=2', *schedule,
             'randomness.seed=0', 'randomness.deterministic=True', *extra]
 
 
@@ -476,3 +480,92 @@ def test_dist_train_ranks_end_with_identical_weights(tiny_coco, tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
     state = _state(osp.join(work_dir, 'iter_2.pth'))['state_dict']
     assert combined_digest(state_digests(state))[:16] == digests[0]
+
+
+# ------------------------------------------- epoch-based loop (processes)
+
+EPOCH_LOOP = ("train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', "
+              'max_epochs=2, val_interval=100)\n')
+EPOCH_ITERS = 12  # 2 epochs x 6 batches of 2 images
+
+
+def _epoch_cmd(tmp_path, name, data_root, hooks=(), extra=()):
+    """(ids file, command) of a 2-epoch run of the demo on ``data_root``
+    recording its image ids, with an iteration checkpoint every 3
+    iterations (iter_3, 6, 9, 12; iter_9 is mid-epoch 2)."""
+    ids = str(tmp_path / f'{name}_ids.jsonl')
+    hooks = [dict(type='SampleRecorderHook', path=ids), *hooks]
+    config = _faults_config(tmp_path, name, hooks, EPOCH_LOOP)
+    return ids, _train_cmd(config, str(tmp_path / name), data_root,
+                           max_iters=None,
+                           extra=['default_hooks.checkpoint.interval=3',
+                                  *extra])
+
+
+@pytest.fixture(scope='module')
+def epoch_reference_run(tiny_coco, tmp_path_factory):
+    """One uninterrupted 2-epoch run; a second (plain) CheckpointHook also
+    saves at each epoch end (epoch_1.pth: the epoch-boundary checkpoint)."""
+    tmp = tmp_path_factory.mktemp('epoch_reference')
+    ids, cmd = _epoch_cmd(tmp, 'work', tiny_coco, hooks=[
+        dict(type='CheckpointHook', by_epoch=True, interval=1)])
+    _, log = _run(cmd)
+    return dict(work_dir=str(tmp / 'work'), ids=_records(ids), log=log)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('ckpt,epoch,it,position', [
+    ('epoch_1.pth', 1, 6, dict(epoch=0, batches=6)),  # epoch boundary
+    ('iter_6.pth', 0, 6, dict(epoch=0, batches=6)),  # last batch, by iter
+    ('iter_9.pth', 1, 9, dict(epoch=1, batches=3)),  # mid-epoch 2
+])
+def test_epoch_loop_resumes_bit_identical(epoch_reference_run, tiny_coco,
+                                          tmp_path, ckpt, epoch, it,
+                                          position):
+    """ResumableEpochBasedTrainLoop: --resume (new work dir) from the end of
+    epoch 1 (saved by epoch, or by iteration after its last batch: mmengine
+    then resumes into epoch 1 with nothing left to draw) or from the middle
+    of epoch 2 trains exactly the remaining batches and ends with the
+    uninterrupted run's weights and buffers."""
+    ref = epoch_reference_run
+    assert 'ResumableEpochBasedTrainLoop' in ref['log']
+    reference = ref['ids']
+    assert sorted(reference) == list(range(1, EPOCH_ITERS + 1))
+    epochs = [[i for it_ in range(e * 6 + 1, e * 6 + 7)
+               for i in reference[it_]] for e in (0, 1)]
+    assert [sorted(e) for e in epochs] == [list(range(1, 13))] * 2
+    assert epochs[0] != epochs[1]  # reshuffled (set_epoch)
+
+    checkpoint = osp.join(ref['work_dir'], ckpt)
+    state = _state(checkpoint)
+    assert (state['meta']['epoch'], state['meta']['iter']) == (epoch, it)
+    assert state['train_state']['data'] == position
+    ids, cmd = _epoch_cmd(tmp_path, 'resumed', tiny_coco)
+    _, log = _run(cmd + ['--resume', checkpoint])
+    assert f'resumed epoch: {epoch}, iter: {it}' in log
+    _assert_same_weights(
+        osp.join(tmp_path, 'resumed', f'iter_{EPOCH_ITERS}.pth'),
+        osp.join(ref['work_dir'], f'iter_{EPOCH_ITERS}.pth'))
+    assert _records(ids) == {i: reference[i]
+                             for i in range(it + 1, EPOCH_ITERS + 1)}
+
+
+@pytest.mark.slow
+def test_plain_mmengine_epoch_resume_repeats_the_interrupted_epoch(
+        epoch_reference_run, tiny_coco, tmp_path):
+    """Why the loop exists: mmengine 0.10.7's EpochBasedTrainLoop resumed
+    from iteration 9 (3 batches into epoch 2) restarts epoch 2 at its first
+    batch, so batches 1-3 are trained twice, the run ends at iteration 15
+    and its weights at iteration 12 are not the uninterrupted ones."""
+    ref = epoch_reference_run
+    ids, cmd = _epoch_cmd(tmp_path, 'plain', tiny_coco,
+                          extra=['reliability.enable=False'])
+    _, log = _run(cmd + ['--resume', osp.join(ref['work_dir'],
+                                              'iter_9.pth')])
+    assert 'ResumableEpochBasedTrainLoop' not in log
+    assert _records(ids) == {i + 3: ref['ids'][i]
+                             for i in range(7, EPOCH_ITERS + 1)}
+    plain = _state(osp.join(tmp_path, 'plain', 'iter_12.pth'))['state_dict']
+    final = _state(osp.join(ref['work_dir'],
+                            f'iter_{EPOCH_ITERS}.pth'))['state_dict']
+    assert not all(torch.equal(plain[k], final[k]) for k in final)
