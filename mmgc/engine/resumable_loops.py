@@ -44,14 +44,23 @@ def _set_sampler_epoch(dataloader: DataLoader, epoch: int) -> None:
 
 
 class _ResumableMixin:
-    """State shared by the resumable loops."""
+    """State shared by the resumable loops: a skippable batch sampler, the
+    hook that saves and stashes the train state, the batch count.
 
-    def _setup_resume(self, runner, dataloader) -> dict:
+    Args:
+        runner (Runner): The runner.
+        dataloader (DataLoader or dict): The training data loader (config).
+        **kwargs: The mmengine loop's other arguments (``max_iters`` or
+            ``max_epochs``, ``val_begin``, ``val_interval``, ...).
+    """
+
+    def __init__(self, runner, dataloader, **kwargs) -> None:
         if isinstance(dataloader, dict):
             dataloader = wrap_batch_sampler_cfg(dataloader)
         self.resume_state: Optional[dict] = None
         runner.register_hook(TrainStateHook(self))
-        return dataloader
+        super().__init__(runner, dataloader, **kwargs)
+        self._batches_in_epoch = 0
 
     @property
     def _skippable(self) -> Optional[SkippableBatchSampler]:
@@ -86,11 +95,6 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
         max_iters (int): Total training iterations.
         **kwargs: ``val_begin``, ``val_interval``, ``dynamic_intervals``.
     """
-
-    def __init__(self, runner, dataloader, max_iters: int, **kwargs) -> None:
-        dataloader = self._setup_resume(runner, dataloader)
-        super().__init__(runner, dataloader, max_iters, **kwargs)
-        self._batches_in_epoch = 0
 
     def data_position(self) -> Dict[str, int]:
         """Loader epoch and batches drawn in it so far.
@@ -162,12 +166,6 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
         max_epochs (int): Total training epochs.
         **kwargs: ``val_begin``, ``val_interval``, ``dynamic_intervals``.
     """
-
-    def __init__(self, runner, dataloader, max_epochs: int,
-                 **kwargs) -> None:
-        dataloader = self._setup_resume(runner, dataloader)
-        super().__init__(runner, dataloader, max_epochs, **kwargs)
-        self._batches_in_epoch = 0
 
     def data_position(self) -> Dict[str, int]:
         """Epoch and batches trained in it so far.
