@@ -235,3 +235,17 @@ def test_resolve_classes_returns_left_out_categories():
     assert left_out == [dict(id=5, name='c')]
     assert resolve_classes('from_file', copy.deepcopy(categories),
                            'f.json') == (('a b', 'c', 'd'), [])
+
+
+def test_a_text_file_of_class_names_is_checked_too(spaced, tmp_path):
+    """mmengine reads ``classes='names.txt'`` (one name a line) before the
+    check: the names, spaces kept, are checked like a tuple."""
+    names = tmp_path / 'names.txt'
+    names.write_text('circle\ntraffic light\n')
+    dataset, messages = build(spaced, 'val', str(names))
+    assert dataset.metainfo['classes'] == ('circle', 'traffic light')
+    assert len(messages) == 1 and '3 of 5 categories' in messages[0]
+    names.write_text('circle\ntrafficlight\n')
+    with pytest.raises(ValueError, match=r"'trafficlight' \(closest: "
+                       r"'traffic light'\)"):
+        build(spaced, 'val', str(names))

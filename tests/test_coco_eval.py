@@ -247,8 +247,11 @@ def test_metrics_file_writes_nan_as_null(tmp_path):
 
 
 def run_tool(repo_root, script, argv, monkeypatch):
-    """Run a tool's ``__main__`` in this process (no interpreter start)."""
+    """Run a tool's ``__main__`` in this process (no interpreter start);
+    ``script`` is relative to ``tools/analysis_tools`` or to the root."""
     path = osp.join(repo_root, 'tools', 'analysis_tools', script)
+    if not osp.isfile(path):
+        path = osp.join(repo_root, script)
     monkeypatch.setattr(sys, 'argv', [path, *argv])
     runpy.run_path(path, run_name='__main__')
 
