@@ -389,3 +389,18 @@ def test_coco_error_analysis_cli_writes_every_picture(tiny_coco, predicted,
     assert summary['segm']['allclass']['small']['C75'] == pytest.approx(
         reference[0, :, :, 1].mean(), abs=1e-12)
     assert list(summary['bbox']['star']['large']) == list(CURVES)
+
+
+def test_coco_error_analysis_names_results_of_unknown_images(
+        tiny_coco, repo_root, tmp_path, monkeypatch):
+    results = tmp_path / 'r.bbox.json'
+    results.write_text(json.dumps([dict(image_id=99, category_id=1,
+                                        score=0.5, bbox=[0, 0, 9, 9])]))
+    with pytest.raises(SystemExit) as info:
+        run_tool(repo_root, 'coco_error_analysis.py',
+                 [str(results), str(tmp_path / 'out'), '--ann',
+                  val_file(tiny_coco)], monkeypatch)
+    assert str(info.value.code) == (
+        f'coco_error_analysis.py: {results}: results for 1 image id(s) that '
+        f'{val_file(tiny_coco)} does not have: 99')
+    assert not (tmp_path / 'out').exists()

@@ -154,6 +154,32 @@ def load_results_json(path: str) -> List[dict]:
     return results
 
 
+def check_results(results: List[dict], ground_truth: dict, path: str,
+                  ann_file: str) -> None:
+    """Raise ``ValueError`` if COCO results name categories or images the
+    ground truth does not define (pycocotools would drop them, or stop at
+    a bare assertion).
+
+    Args:
+        results (list[dict]): From :func:`load_results_json`.
+        ground_truth (dict): The parsed annotation file.
+        path (str): The results file, for the message.
+        ann_file (str): The annotation file, for the message.
+    """
+    cat_ids = [c['id'] for c in ground_truth['categories']]
+    bad_cats = sorted({r['category_id'] for r in results} - set(cat_ids))
+    if bad_cats:
+        raise ValueError(f'{path}: category id(s) {bad_cats} are not in '
+                         f'{ann_file} (its ids: {cat_ids})')
+    image_ids = {img['id'] for img in ground_truth['images']}
+    unknown = sorted({r['image_id'] for r in results} - image_ids, key=str)
+    if unknown:
+        raise ValueError(
+            f'{path}: results for {len(unknown)} image id(s) that '
+            f'{ann_file} does not have: '
+            f'{join_examples([repr(i) for i in unknown])}')
+
+
 def results_iou_type(results: List[dict], path: str) -> str:
     """``'segm'`` when every result has a ``segmentation``, ``'bbox'`` when
     every one has a ``bbox`` and none a segmentation."""
@@ -196,21 +222,12 @@ def evaluate_results_json(ann_file: str, results_files: Sequence[str],
                                    **(metric_cfg or {}))
         metric.dataset_meta = dict(classes='from_file')
         coco = metric._coco_api
+        check_results(results, coco.dataset, path, ann_file)
         cat_ids = coco.get_cat_ids()
         images = {img['id']: img for img in coco.dataset['images']}
-        bad_cats = sorted({r['category_id'] for r in results} - set(cat_ids))
-        if bad_cats:
-            raise ValueError(
-                f'{path}: category id(s) {bad_cats} are not in {ann_file} '
-                f'(its ids: {cat_ids})')
         per_image = defaultdict(list)
         for r in results:
             per_image[r['image_id']].append(r)
-        unknown = [repr(i) for i in per_image if i not in images]
-        if unknown:
-            raise ValueError(
-                f'{path}: results for {len(unknown)} image id(s) that '
-                f'{ann_file} does not have: {join_examples(unknown)}')
         label = {cat_id: i for i, cat_id in enumerate(cat_ids)}
         pairs = []
         for img_id, img in images.items():  # images without results too

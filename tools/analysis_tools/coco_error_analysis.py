@@ -25,7 +25,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 from mmgc.evaluation.error_analysis import analyze_results  # noqa: E402
-from mmgc.evaluation.offline import load_results_json  # noqa: E402
+from mmgc.evaluation.offline import (check_results,  # noqa: E402
+                                     load_results_json)
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +65,10 @@ def main() -> None:
                                         for r in results):
         sys.exit(f'coco_error_analysis.py: --types segm: {args.result} has '
                  f'results without "segmentation" (a box results file?)')
+    try:
+        check_results(results, coco_gt.dataset, args.result, args.ann)
+    except ValueError as e:
+        sys.exit(f'coco_error_analysis.py: {e}')
     coco_dt = coco_gt.loadRes(results)
     summary = {}
     for iou_type in args.types:
