@@ -123,6 +123,7 @@ def test_space_stripped_names_are_an_error():
     assert "'trafficlight' (closest: 'traffic light')" in message
     plain, _ = build('val', classes=tuple(names), type='CocoDataset')
     assert len(plain.cat_ids) == 65
+    assert len(instances(plain)) == 567  # of 624
 
 
 def test_crowd_objects_are_ignored_for_training():
