@@ -66,6 +66,10 @@ def test_cfg_options_delete_spaces_in_class_names():
                                                       'hotdog']
     args = parser.parse_args(['--cfg-options', "x='traffic light'"])
     assert args.cfg_options['x'] == 'trafficlight'
+    # the documented --cfg-options form of 'from_file' survives
+    key = 'train_dataloader.dataset.metainfo.classes'
+    args = parser.parse_args(['--cfg-options', f'{key}=from_file'])
+    assert args.cfg_options[key] == 'from_file'
 
 
 def test_space_stripped_name_is_an_error_naming_the_closest(spaced):

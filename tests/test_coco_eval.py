@@ -68,7 +68,8 @@ def make_predictions(ann_file, seed=0):
             labels.append(label)
             if rng.random() < 0.25:
                 box = np.zeros((h, w), np.uint8)  # [H, W]
-                box[max(int(y1), 0):int(y2) + 1, max(int(x1), 0):int(x2) + 1] = 1
+                top, left = max(int(y1), 0), max(int(x1), 0)
+                box[top:int(y2) + 1, left:int(x2) + 1] = 1
                 masks.append(mask_utils.encode(np.asfortranarray(box)))
             else:
                 masks.append(coco.annToRLE(ann))
