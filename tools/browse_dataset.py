@@ -7,7 +7,9 @@ class names); shown in a window and/or written as PNGs.
 
 Usage:
     python tools/browse_dataset.py CONFIG [--output-dir DIR] [--not-show]
-        [--show-interval 2] [--max-images N] [--cfg-options k=v ...]
+        [--show-interval 2] [--max-images N] [--data-root DIR]
+        [--train-ann FILE] [--train-img PREFIX] [--classes ...]
+        [--cfg-options k=v ...]
 """
 import argparse
 import os
@@ -19,7 +21,8 @@ from mmengine.utils import ProgressBar
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers mmgc's modules)
-from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
+from mmgc.utils import (add_cfg_options_arg, add_data_args,  # noqa: E402
+                        apply_data_args, load_tool_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--max-images', type=int, default=None,
         help='stop after this many samples (default: the whole set)')
+    add_data_args(parser)
     add_cfg_options_arg(
         parser, example='train_dataloader.dataset.data_root=data/synthetic/')
     args = parser.parse_args()
@@ -49,6 +53,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_tool_config(args.config, cfg_options=args.cfg_options)
+    apply_data_args(cfg, args)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     from mmdet.models.utils import mask2ndarray
     from mmdet.registry import DATASETS, VISUALIZERS

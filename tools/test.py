@@ -2,24 +2,33 @@
 
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
-        [--show-dir DIR] [--metrics-out metrics.json]
-        [--cfg-options k=v ...] [--launcher ...]
+        [--show-dir DIR] [--metrics-out metrics.json] [--no-classwise]
+        [--data-root DIR] [--test-ann FILE] [--test-img PREFIX]
+        [--classes NAME ... | from_file] [--cfg-options k=v ...]
+        [--launcher ...]
+
+A run that evaluated nothing (no detection, no metric) exits with status 1
+and a message, and writes no metrics file; ``--out`` is written anyway.
 """
 import argparse
-import json
-import os
+import logging
 import os.path as osp
 import sys
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
+from mmgc.engine import add_class_count_check  # noqa: E402
+from mmgc.evaluation import (empty_test_reason,  # noqa: E402
+                             enable_classwise, write_metrics)
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        load_tool_config, parse_tool_args, prepare_launch)
+                        add_data_args, apply_data_args, load_tool_config,
+                        parse_tool_args, prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +52,11 @@ def parse_args() -> argparse.Namespace:
         'predictions are saved')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--no-classwise', dest='classwise', action='store_false',
+        help='leave out the per-class AP table (on by default for COCO '
+        'metrics: printed and written to --metrics-out)')
+    add_data_args(parser)
     add_config_and_launch_args(parser)
     return parse_tool_args(parser)
 
@@ -57,6 +71,10 @@ def build_config(args: argparse.Namespace) -> Config:
                          'pickle file (.pkl or .pickle)')
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
+    apply_data_args(cfg, args)
+    add_class_count_check(cfg)  # heads' num_classes vs the test data set
+    if args.classwise:
+        enable_classwise(cfg.test_evaluator)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         from mmdet.engine.hooks.utils import trigger_visualization_hook
@@ -74,11 +92,16 @@ def main() -> None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
+    reason = empty_test_reason(metrics, runner.test_evaluator,
+                               cfg.get('model'))
+    if reason is not None:
+        unwritten = (f'; {args.metrics_out} was not written'
+                     if args.metrics_out else '')
+        print_log(f'tools/test.py: {reason}{unwritten}', logger='current',
+                  level=logging.ERROR)
+        sys.exit(1)
     if args.metrics_out and is_main_process():
-        os.makedirs(osp.dirname(osp.abspath(args.metrics_out)), exist_ok=True)
-        with open(args.metrics_out, 'w') as f:
-            json.dump({k: float(v) if isinstance(v, (int, float)) else v
-                       for k, v in metrics.items()}, f, indent=2)
+        write_metrics(metrics, args.metrics_out)
 
 
 if __name__ == '__main__':

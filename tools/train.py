@@ -2,7 +2,9 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher ...]
+        [--auto-scale-lr] [--data-root DIR] [--{train,val,test}-ann FILE]
+        [--{train,val,test}-img PREFIX] [--classes NAME ... | from_file]
+        [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import logging
@@ -16,9 +18,11 @@ from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
-from mmgc.engine import enable_reliability  # noqa: E402
+from mmgc.engine import (add_class_count_check,  # noqa: E402
+                         enable_reliability)
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        load_tool_config, parse_tool_args, prepare_launch)
+                        add_data_args, apply_data_args, load_tool_config,
+                        parse_tool_args, prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,6 +39,7 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or, with no value, from the '
         'latest checkpoint in the work dir')
+    add_data_args(parser)
     add_config_and_launch_args(parser)
     return parse_tool_args(parser)
 
@@ -43,6 +48,8 @@ def build_config(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line overrides."""
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
+    apply_data_args(cfg, args)
+    add_class_count_check(cfg)  # heads' num_classes vs the data sets
     if args.amp:
         wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper_type == 'AmpOptimWrapper':

@@ -23,7 +23,14 @@ image without annotations         kept in test mode (it counts for mAP),
                                   dropped for training by
                                   ``filter_cfg.filter_empty_gt`` -- also when
                                   every annotation of it was skipped
+configured class name not in the  ``ValueError`` naming it and the file's
+file; classes repeated or not in  closest names / the order to use
+the file's category order         (:mod:`~mmgc.datasets.class_checks`)
+file categories not configured    one warning with the number of objects and
+                                  images left out
 ================================  ============================================
+
+``metainfo=dict(classes='from_file')`` takes the classes from the file.
 
 On clean data the parsed ``data_list`` is ``CocoDataset``'s, item for item.
 """
@@ -35,9 +42,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
-from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmengine.logging import print_log
 
+from .class_checks import FROM_FILE, describe_left_out, resolve_classes
 from .coco_checks import (describe_problems, join_examples, load_coco_json,
                           sanitize_instance)
 
@@ -83,6 +91,16 @@ class CheckedCocoDataset(CocoDataset):
         self.check_image_files = check_image_files
         super().__init__(*args, **kwargs)
 
+    @classmethod
+    def _load_metainfo(cls, metainfo: Optional[dict] = None) -> dict:
+        """mmengine's ``_load_metainfo``, without reading ``'from_file'``
+        as the name of a file of class names (it would warn)."""
+        if metainfo is not None and metainfo.get('classes') == FROM_FILE:
+            metainfo = dict(metainfo)
+            del metainfo['classes']
+            return dict(super()._load_metainfo(metainfo), classes=FROM_FILE)
+        return super()._load_metainfo(metainfo)
+
     def load_data_list(self) -> List[dict]:
         """``CocoDataset.load_data_list`` on the checked file, then warn
         about skipped or clipped instances and check the image files.
@@ -92,7 +110,17 @@ class CheckedCocoDataset(CocoDataset):
         """
         self._problems: Dict[str, List[Tuple[Any, Any]]] = defaultdict(list)
         self._num_annotations = 0
-        data_list = super().load_data_list()
+        with get_local_path(self.ann_file,
+                            backend_args=self.backend_args) as local_path:
+            coco = self.COCOAPI(local_path)
+        self._resolve_classes(coco)
+        # CocoDataset.load_data_list reads the file through self.COCOAPI:
+        # hand it the file parsed above instead of parsing it again
+        self.COCOAPI = lambda _: coco
+        try:
+            data_list = super().load_data_list()
+        finally:
+            del self.COCOAPI
         if self._problems:
             print_log(
                 f'{type(self).__name__}: {self.ann_file}: '
@@ -104,6 +132,25 @@ class CheckedCocoDataset(CocoDataset):
         if self.check_image_files:
             self._check_image_files(data_list)
         return data_list
+
+    def _resolve_classes(self, coco: CheckedCOCO) -> None:
+        """Check ``metainfo['classes']`` against the file's categories
+        (``'from_file'`` takes them from it); warn about left-out ones."""
+        categories = coco.dataset['categories']
+        classes, left_out = resolve_classes(self._metainfo.get('classes'),
+                                            categories, self.ann_file)
+        self._metainfo['classes'] = classes
+        palette = self._metainfo.get('palette')
+        if isinstance(palette, (list, tuple)) and len(palette) < len(classes):
+            self._metainfo['palette'] = 'random'  # mmdet's get_palette
+        if left_out:
+            what = describe_left_out(left_out,
+                                     coco.dataset.get('annotations', []),
+                                     len(categories))
+            print_log(
+                f'{type(self).__name__}: {self.ann_file}: {what}. '
+                f"metainfo=dict(classes='from_file') uses every category",
+                logger='current', level=logging.WARNING)
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Skip or clip the image's unusable instances (recording why), then

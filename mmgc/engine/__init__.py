@@ -4,6 +4,8 @@ atomic checkpoints, non-finite loss guard, rank consistency check)."""
 from . import checkpoint_compat  # noqa: F401
 from .atomic_checkpoint_hook import AtomicCheckpointHook, first_nonfinite_key
 from .atomic_io import AtomicLocalBackend, atomic_write
+from .class_count_hook import (ClassCountCheckHook, add_class_count_check,
+                               check_class_count, class_heads)
 from .nonfinite_loss_hook import NonFiniteLossHook, nonfinite_terms
 from .rank_consistency_hook import (RankConsistencyHook, combined_digest,
                                     first_difference, state_digests)
@@ -19,7 +21,9 @@ from .train_state_hook import TRAIN_STATE_KEY, TrainStateHook
 
 __all__ = [
     'checkpoint_compat', 'AtomicCheckpointHook', 'first_nonfinite_key',
-    'AtomicLocalBackend', 'atomic_write', 'NonFiniteLossHook',
+    'AtomicLocalBackend', 'atomic_write', 'ClassCountCheckHook',
+    'add_class_count_check', 'check_class_count', 'class_heads',
+    'NonFiniteLossHook',
     'nonfinite_terms', 'RankConsistencyHook', 'combined_digest',
     'first_difference', 'state_digests', 'enable_reliability',
     'reliability_options', 'ResumableEpochBasedTrainLoop',
