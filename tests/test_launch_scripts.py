@@ -76,16 +76,37 @@ def test_slurm_scripts_run_the_project_venv_on_the_nodes(fake_repo, name):
     assert f' {venv_python} -u {fake_repo}/tools/' in calls[0]
 
 
+def interpreter(calls: list, repo) -> str:
+    """Which Python a script ran: ``'venv'``, ``'path'`` or the path of
+    another. dist_*.sh run it (the stand-ins say their name); slurm_*.sh
+    hand it to srun (the word before ``-u``)."""
+    words = calls[0].split()
+    if words[0] != 'srun':
+        return {'venv-python': 'venv', 'path-python': 'path'}.get(
+            words[0], words[0])
+    program = words[words.index('-u') - 1]
+    return {str(repo / '.venv' / 'bin' / 'python'): 'venv',
+            'python': 'path'}.get(program, program)
+
+
 @pytest.mark.parametrize('name', list(SCRIPTS))
 def test_an_active_virtualenv_or_PYTHON_wins_over_the_project_venv(
         fake_repo, name):
+    assert interpreter(run_script(fake_repo, name), fake_repo) == 'venv'
     calls = run_script(fake_repo, name, VIRTUAL_ENV='/some/env')
-    assert ('path-python' in calls[0]) and ('venv-python' not in calls[0])
+    assert interpreter(calls, fake_repo) == 'path'
+    calls = run_script(fake_repo, name, CONDA_PREFIX='/conda/envs/x',
+                       CONDA_DEFAULT_ENV='x')
+    assert interpreter(calls, fake_repo) == 'path'
+    # conda's auto-activated base is not a choice: the project's venv
+    calls = run_script(fake_repo, name, CONDA_PREFIX='/conda',
+                       CONDA_DEFAULT_ENV='base')
+    assert interpreter(calls, fake_repo) == 'venv'
     own = fake_repo.parent / 'own' / 'python3'
     write_exe(own, 'own-python')
-    calls = run_script(fake_repo, name, PYTHON=str(own))
-    assert ('own-python' in calls[0] or str(own) in calls[0])
-    assert 'venv-python' not in calls[0] and 'path-python' not in calls[0]
+    calls = run_script(fake_repo, name, PYTHON=str(own),
+                       VIRTUAL_ENV='/some/env')
+    assert interpreter(calls, fake_repo) in ('own-python', str(own))
 
 
 def test_without_a_venv_the_scripts_use_python_on_path(fake_repo):

@@ -3,7 +3,7 @@
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
         [--show-dir DIR] [--metrics-out metrics.json]
-        [--cfg-options k=v ...] [--launcher ...]
+        [--progress] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import json
@@ -13,13 +13,12 @@ import sys
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        load_tool_config, parse_tool_args, prepare_launch)
+                        build_runner, load_tool_config, parse_tool_args,
+                        prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,8 +66,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = build_config(args)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg, args.progress)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(

@@ -2,7 +2,7 @@
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher ...]
+        [--auto-scale-lr] [--progress] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import logging
@@ -11,14 +11,13 @@ import sys
 
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
 from mmgc.engine import enable_reliability  # noqa: E402
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        load_tool_config, parse_tool_args, prepare_launch)
+                        build_runner, load_tool_config, parse_tool_args,
+                        prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,9 +76,9 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    cfg = build_config(parse_args())
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    args = parse_args()
+    cfg = build_config(args)
+    runner = build_runner(cfg, args.progress)
     runner.train()
 
 
