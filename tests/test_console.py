@@ -193,6 +193,7 @@ def test_known_warnings_are_filtered_by_message_and_module():
         filter_third_party_warnings()
         emit(message, 'mmengine.utils.package_utils')  # filtered
         emit(message, 'pkg_resources')  # filtered
+        emit(message, 'importlib')  # filtered (importlib.reload)
         emit(message, 'my_project.tools')  # another module: shown
         emit('pkg_resources is great', 'mmengine.utils')  # other text: shown
         warnings.warn('anything else', UserWarning)  # shown

@@ -10,6 +10,7 @@ still goes to ``<work_dir>/<timestamp>/<timestamp>.log``.
 """
 import contextlib
 import logging
+import os
 import sys
 from typing import Dict, Iterator, Optional, TextIO
 
@@ -169,14 +170,34 @@ class ProgressRunner(Runner):
 
     @contextlib.contextmanager
     def _prints_to_log(self) -> Iterator[None]:
-        """Send ``print`` output to the log file while the block runs."""
+        """Send ``print`` output to the log file while the block runs (on
+        ranks other than 0, which keep no log file and log only errors to
+        the console, nowhere)."""
         streams = [h.stream for h in self.logger.handlers
                    if isinstance(h, logging.FileHandler)]
-        if not streams:
+        if streams:
+            with contextlib.redirect_stdout(streams[0]):
+                yield
+        elif self.rank != 0:
+            with open(os.devnull, 'w') as devnull, \
+                    contextlib.redirect_stdout(devnull):
+                yield
+        else:
             yield
-            return
-        with contextlib.redirect_stdout(streams[0]):
-            yield
+
+    # Building a loop builds its data set and evaluator (pycocotools prints
+    # while it indexes a file): inside the redirection too.
+    def build_train_loop(self, loop):
+        with self._prints_to_log():
+            return super().build_train_loop(loop)
+
+    def build_val_loop(self, loop):
+        with self._prints_to_log():
+            return super().build_val_loop(loop)
+
+    def build_test_loop(self, loop):
+        with self._prints_to_log():
+            return super().build_test_loop(loop)
 
     def train(self):
         with self._prints_to_log():

@@ -9,9 +9,10 @@ from typing import Tuple, Type
 # (message regex, matched from the start; category; module regex)
 KNOWN_WARNINGS: Tuple[Tuple[str, Type[Warning], str], ...] = (
     # setuptools < 81 announces pkg_resources' removal; mmengine and mmcv
-    # import it (and need it) on this stack
+    # import it (and need it) on this stack; mmengine's package_utils also
+    # reloads it with importlib.reload, which the warning then names
     (r'pkg_resources is deprecated as an API', UserWarning,
-     r'(mmengine|mmcv|mmdet|pkg_resources)(\..*)?$'),
+     r'(mmengine|mmcv|mmdet|pkg_resources|importlib)(\..*)?$'),
 )
 
 
@@ -28,6 +29,9 @@ KNOWN_LOG_MESSAGES: Tuple[Tuple[str, str], ...] = (
      r'"FileClient" will be deprecated in future'),
     (r'mmengine$|.*_\d{8}_\d{6}$',
      r'"HardDiskBackend" is the alias of "LocalBackend"'),
+    # mmdet's DumpDetResults (tools/test.py --out) has no metric prefix
+    (r'mmengine$|.*_\d{8}_\d{6}$',
+     r'The prefix is not set in metric class DumpDetResults'),
 )
 
 
