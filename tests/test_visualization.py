@@ -99,6 +99,8 @@ def test_contact_sheet_layout_and_errors():
     np.testing.assert_array_equal(sheet[6:86, 52:92], 7)
     np.testing.assert_array_equal(sheet[92:112, 6:46], red)
     assert (sheet[92:112, 52:92] == 255).all()  # empty cell: background
+    # no blowing up: tiles at most as wide as the widest image
+    assert contact_sheet([red], tile_width=400, gap=6).shape == (32, 52, 3)
     with pytest.raises(ValueError, match='no images given'):
         contact_sheet([])
     with pytest.raises(ValueError, match='cols=0 must be >= 1'):

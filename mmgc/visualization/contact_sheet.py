@@ -18,7 +18,8 @@ def contact_sheet(images: Sequence[np.ndarray],
                   gap: int = 6) -> np.ndarray:
     """Images in a grid, row by row, each scaled to ``tile_width`` pixels
     wide (aspect kept; a row is as tall as its tallest tile), with an
-    optional caption under each.
+    optional caption under each. Tiles are never wider than the widest
+    image (small drawings are not blown up).
 
     Args:
         images (Sequence[np.ndarray]): ``[H, W, 3]`` uint8 images (any
@@ -39,6 +40,7 @@ def contact_sheet(images: Sequence[np.ndarray],
     if captions is not None and len(captions) != len(images):
         raise ValueError(f'contact_sheet: {len(captions)} captions for '
                          f'{len(images)} images')
+    tile_width = min(tile_width, max(image.shape[1] for image in images))
     caption_height = CAPTION_HEIGHT if captions is not None else 0
     tiles = []
     for i, image in enumerate(images):
