@@ -151,3 +151,25 @@ def test_draw_predictions_from_saved_results(tiny_coco, tmp_path):
         draw_predictions(dataset, results[1:], out_dir, progress=False)
     with pytest.raises(ValueError, match=r'score_thr=1.5 must be in \[0, 1\]'):
         draw_predictions(dataset, results, out_dir, 1.5, progress=False)
+
+
+def test_mmdet_box_and_mask_types_draw_as_plain_arrays(tmp_path):
+    """What ``tools/test.py --show-dir`` hands over (HorizontalBoxes,
+    BitmapMasks, mask tensors) draws exactly as plain arrays."""
+    from mmdet.structures.bbox import HorizontalBoxes
+    from mmdet.structures.mask import BitmapMasks
+    plain = sample()
+    typed = sample()
+    typed.gt_instances.bboxes = HorizontalBoxes(plain.gt_instances.bboxes)
+    typed.gt_instances.masks = BitmapMasks(plain.gt_instances.masks, 64, 80)
+    typed.pred_instances.masks = torch.from_numpy(
+        plain.pred_instances.masks)
+    image = np.full((64, 80, 3), 128, np.uint8)
+    drawings = []
+    for name, data in (('plain', plain), ('typed', typed)):
+        visualizer = DetComparisonVisualizer(name=f'test_types_{name}')
+        visualizer.dataset_meta = dict(classes=CLASSES)
+        out_file = str(tmp_path / f'{name}.png')
+        visualizer.add_datasample(name, image, data, out_file=out_file)
+        drawings.append(mmcv.imread(out_file))
+    np.testing.assert_array_equal(drawings[0], drawings[1])

@@ -169,7 +169,9 @@ class DetComparisonVisualizer(DetLocalVisualizer):
                         self.draw_polygons(contours, edge_colors=colour,
                                            line_widths=1)
         if 'bboxes' in instances:
-            boxes = torch.as_tensor(instances.bboxes).float().cpu().clone()
+            boxes = instances.bboxes
+            boxes = getattr(boxes, 'tensor', boxes)  # mmdet's HorizontalBoxes
+            boxes = torch.as_tensor(boxes).float().cpu().clone()
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width - 1)
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
             self.draw_bboxes(boxes, edge_colors=instance_colours,
