@@ -464,7 +464,11 @@ def test_browse_dataset_writes_images(tiny_coco, tmp_path):
     for name in names:
         drawn = cv2.imread(osp.join(out_dir, name))
         source = cv2.imread(osp.join(tiny_coco, 'train', name))
-        assert drawn.shape == source.shape == (256, 256, 3)
+        # the demo config's DetComparisonVisualizer: an 18 px title strip,
+        # the image, a one-row (22 px) legend of the classes shown
+        assert source.shape == (256, 256, 3)
+        assert drawn.shape == (18 + 256 + 22, 256, 3)
         # ground truth drawn on top: the pictures differ from the sources
-        assert np.abs(drawn.astype(int) - source.astype(int)).mean() > 1
+        image = drawn[18:18 + 256].astype(int)
+        assert np.abs(image - source.astype(int)).mean() > 1
     assert '3/3' in stdout
