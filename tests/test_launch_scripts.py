@@ -125,6 +125,6 @@ def test_dist_train_runs_from_a_fresh_shell_without_the_venv_on_path():
     result = subprocess.run(
         ['tools/dist_train.sh', DEMO_CONFIG, '1', '--help'], cwd=ROOT,
         env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert 'usage: train.py' in result.stdout
     assert '--resume' in result.stdout

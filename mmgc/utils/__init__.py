@@ -9,7 +9,8 @@ from .tool_config import (add_cfg_options_arg, add_config_and_launch_args,
 
 __all__ = [
     'adapt_dist_cfg_to_device', 'init_cpu_process_group',
-    'KnownLogMessageFilter', 'filter_third_party_warnings', 'ProgressBar', 'add_cfg_options_arg', 'add_config_and_launch_args',
+    'KnownLogMessageFilter', 'filter_third_party_warnings', 'ProgressBar',
+    'add_cfg_options_arg', 'add_config_and_launch_args',
     'add_shape_arg', 'build_runner', 'image_shape', 'load_tool_config',
     'parse_tool_args', 'prepare_launch'
 ]
