@@ -124,6 +124,7 @@ def toy_runner(work_dir: str) -> ProgressRunner:
         val_cfg=dict(), test_cfg=dict(),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
         log_processor=dict(by_epoch=False),
+        default_scope='mmdet',  # the tests' scope, left as it is
         experiment_name=f'toy_{osp.basename(work_dir)}')
 
 

@@ -125,6 +125,8 @@ def test_save_contact_sheet_captions_under_tiles(tmp_path):
 
 def test_draw_predictions_from_saved_results(tiny_coco, tmp_path):
     from mmdet.registry import DATASETS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
     dataset = DATASETS.build(dict(
         type='CheckedCocoDataset', data_root=tiny_coco,
         ann_file='annotations/instances_val.json',
