@@ -275,7 +275,15 @@ def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
     assert gc['map_size'] == [4, 4] and nl['map_size'] == [8, 8]
     # the SASAConv with stride 2 changes the map size: no delta
     assert blocks['backbone.layer4.0.conv2']['cos_dist']['delta'] is None
-    assert len(os.listdir(out_dir)) == 2 * len(TINY_BLOCKS) + 1
+    # the contact sheet: a row per image, a column per block, each tile
+    # 1600 / blocks px wide (120..320), a 16 px caption, 6 px gaps; the
+    # square GC panel is the tallest tile of a row
+    tile = max(120, min(320, 1600 // len(TINY_BLOCKS)))
+    sheet = osp.join(out_dir, 'attention_sheet.png')
+    assert f'sheet:      {sheet}' in stdout
+    assert cv2.imread(sheet).shape == (6 + 2 * (tile + 16 + 6),
+                                       6 + len(TINY_BLOCKS) * (tile + 6), 3)
+    assert len(os.listdir(out_dir)) == 2 * len(TINY_BLOCKS) + 2
 
 
 def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
@@ -456,7 +464,11 @@ def test_browse_dataset_writes_images(tiny_coco, tmp_path):
     for name in names:
         drawn = cv2.imread(osp.join(out_dir, name))
         source = cv2.imread(osp.join(tiny_coco, 'train', name))
-        assert drawn.shape == source.shape == (256, 256, 3)
+        # the demo config's DetComparisonVisualizer: an 18 px title strip,
+        # the image, a one-row (22 px) legend of the classes shown
+        assert source.shape == (256, 256, 3)
+        assert drawn.shape == (18 + 256 + 22, 256, 3)
         # ground truth drawn on top: the pictures differ from the sources
-        assert np.abs(drawn.astype(int) - source.astype(int)).mean() > 1
+        image = drawn[18:18 + 256].astype(int)
+        assert np.abs(image - source.astype(int)).mean() > 1
     assert '3/3' in stdout

@@ -3,7 +3,9 @@
 MMDetection's ``tools/analysis_tools/browse_dataset.py``: every training
 sample goes through the train pipeline (resize, flip, ...) and is drawn with
 the config's visualizer (mmdet's ``DetLocalVisualizer``: boxes, masks,
-class names); shown in a window and/or written as PNGs.
+class names; the demo config's ``DetComparisonVisualizer`` adds a title,
+one colour per class and a legend); shown in a window and/or written as
+PNGs.
 
 Usage:
     python tools/browse_dataset.py CONFIG [--output-dir DIR] [--not-show]

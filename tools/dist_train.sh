@@ -14,7 +14,9 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 ROOT="$(dirname "$0")/.."
-PYTHON=${PYTHON:-python}
+# PYTHON: see tools/find_python.sh (the project's .venv when no other
+# environment is active)
+source "$(dirname "$0")/find_python.sh"
 
 PYTHONPATH="$ROOT":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \

@@ -4,7 +4,7 @@ Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out preds.pkl]
         [--show-dir DIR] [--metrics-out metrics.json] [--no-classwise]
         [--data-root DIR] [--test-ann FILE] [--test-img PREFIX]
-        [--classes NAME ... | from_file] [--cfg-options k=v ...]
+        [--classes NAME ... | from_file] [--progress] [--cfg-options k=v ...]
         [--launcher ...]
 
 A run that evaluated nothing (no detection, no metric) exits with status 1
@@ -18,8 +18,6 @@ import sys
 from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
@@ -27,8 +25,8 @@ from mmgc.engine import add_class_count_check  # noqa: E402
 from mmgc.evaluation import (empty_test_reason,  # noqa: E402
                              enable_classwise, write_metrics)
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        add_data_args, apply_data_args, load_tool_config,
-                        parse_tool_args, prepare_launch)
+                        add_data_args, apply_data_args, build_runner,
+                        load_tool_config, parse_tool_args, prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -85,8 +83,7 @@ def build_config(args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = build_config(args)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg, args.progress)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(

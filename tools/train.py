@@ -4,7 +4,7 @@ Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--data-root DIR] [--{train,val,test}-ann FILE]
         [--{train,val,test}-img PREFIX] [--classes NAME ... | from_file]
-        [--cfg-options k=v ...] [--launcher ...]
+        [--progress] [--cfg-options k=v ...] [--launcher ...]
 """
 import argparse
 import logging
@@ -13,16 +13,14 @@ import sys
 
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
 from mmgc.engine import (add_class_count_check,  # noqa: E402
                          enable_reliability)
 from mmgc.utils import (add_config_and_launch_args,  # noqa: E402
-                        add_data_args, apply_data_args, load_tool_config,
-                        parse_tool_args, prepare_launch)
+                        add_data_args, apply_data_args, build_runner,
+                        load_tool_config, parse_tool_args, prepare_launch)
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,9 +82,9 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main() -> None:
-    cfg = build_config(parse_args())
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    args = parse_args()
+    cfg = build_config(args)
+    runner = build_runner(cfg, args.progress)
     runner.train()
 
 

@@ -112,6 +112,10 @@ auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(by_epoch=False, interval=250, max_keep_ckpts=2),
-    visualization=dict(interval=10))
+    # tools/test.py --show-dir: predictions scoring >= 0.5 (mmdet: 0.3)
+    visualization=dict(interval=10, score_thr=0.5))
+# ground truth beside prediction, one colour per class, a legend
+# (mmgc.visualization)
+visualizer = dict(type='DetComparisonVisualizer')
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -14,7 +14,8 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
+                    Union)
 
 import cv2
 import numpy as np
@@ -370,7 +371,9 @@ def _write_json(path: Path, content: Dict[str, Any]) -> None:
 
 def generate_split(split: str, image_dir: Union[str, Path],
                    ann_file: Union[str, Path], num_images: int,
-                   image_size: int, seed: int) -> Dict[str, int]:
+                   image_size: int, seed: int,
+                   progress: Optional[Callable[[], None]] = None
+                   ) -> Dict[str, int]:
     """Render one split: PNGs into ``image_dir`` and its COCO JSON.
 
     Args:
@@ -380,6 +383,7 @@ def generate_split(split: str, image_dir: Union[str, Path],
         num_images: Number of images.
         image_size: Side of the square images.
         seed: Base seed of the whole data set.
+        progress: Called after each image (e.g. a progress bar's update).
 
     Returns:
         Dict with ``num_images`` and ``num_annotations``.
@@ -407,6 +411,8 @@ def generate_split(split: str, image_dir: Union[str, Path],
                 dict(id=len(annotations) + 1, image_id=image_id,
                      category_id=inst.category_id, iscrowd=0,
                      **mask_to_annotation(inst.visible_mask)))
+        if progress is not None:
+            progress()
     coco = dict(
         info=dict(description=f'mmgc synthetic shapes ({split})',
                   version=str(GENERATOR_VERSION), year=2024,
@@ -444,7 +450,9 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
                             num_val: int = 100,
                             image_size: int = 256,
                             seed: int = 0,
-                            overwrite: bool = False) -> Dict[str, Any]:
+                            overwrite: bool = False,
+                            progress: Optional[Callable[[], None]] = None
+                            ) -> Dict[str, Any]:
     """Generate (or reuse) the synthetic shapes data set.
 
     Layout: ``out_dir/{train,val}/NNNNNN.png`` and
@@ -460,6 +468,7 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
         image_size: Side of the square images in pixels (>= 64).
         seed: Base seed (>= 0); train and val use seeds derived from it.
         overwrite: Regenerate even when a matching data set exists.
+        progress: Called after each image written (not when reused).
 
     Returns:
         Dict with ``out_dir``, ``train_ann_file``, ``val_ann_file``,
@@ -498,7 +507,7 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
     for split, num_images in (('train', num_train), ('val', num_val)):
         split_counts = generate_split(split, paths[f'{split}_img_dir'],
                                       paths[f'{split}_ann_file'], num_images,
-                                      image_size, seed)
+                                      image_size, seed, progress)
         counts[f'num_{split}_images'] = split_counts['num_images']
         counts[f'num_{split}_annotations'] = split_counts['num_annotations']
     _write_json(marker, dict(params=params, counts=counts))

@@ -1,12 +1,14 @@
 """Training-engine glue between mmgc and mmengine: checkpoint loading under
 torch's ``weights_only`` default, and reliable training (exact resume,
-atomic checkpoints, non-finite loss guard, rank consistency check)."""
+atomic checkpoints, non-finite loss guard, rank consistency check), and
+a console of progress bars (``ProgressRunner``)."""
 from . import checkpoint_compat  # noqa: F401
 from .atomic_checkpoint_hook import AtomicCheckpointHook, first_nonfinite_key
 from .atomic_io import AtomicLocalBackend, atomic_write
 from .class_count_hook import (ClassCountCheckHook, add_class_count_check,
                                check_class_count, class_heads)
 from .nonfinite_loss_hook import NonFiniteLossHook, nonfinite_terms
+from .progress_runner import ProgressBarHook, ProgressRunner
 from .rank_consistency_hook import (RankConsistencyHook, combined_digest,
                                     first_difference, state_digests)
 from .reliability import enable_reliability, reliability_options
@@ -23,8 +25,8 @@ __all__ = [
     'checkpoint_compat', 'AtomicCheckpointHook', 'first_nonfinite_key',
     'AtomicLocalBackend', 'atomic_write', 'ClassCountCheckHook',
     'add_class_count_check', 'check_class_count', 'class_heads',
-    'NonFiniteLossHook',
-    'nonfinite_terms', 'RankConsistencyHook', 'combined_digest',
+    'NonFiniteLossHook', 'nonfinite_terms', 'ProgressBarHook',
+    'ProgressRunner', 'RankConsistencyHook', 'combined_digest',
     'first_difference', 'state_digests', 'enable_reliability',
     'reliability_options', 'ResumableEpochBasedTrainLoop',
     'ResumableIterBasedTrainLoop', 'capture_rng_state',

@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+from .known_warnings import filter_third_party_warnings
 
 
 def add_cfg_options_arg(parser: argparse.ArgumentParser,
@@ -58,13 +59,19 @@ def image_shape(parser: argparse.ArgumentParser,
 
 def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
     """Add MMDetection's ``--cfg-options``, ``--launcher`` and
-    ``--local-rank`` arguments to a tool's parser.
+    ``--local-rank`` arguments, and mmgc's ``--progress``, to a tool's
+    parser.
 
     Args:
         parser (argparse.ArgumentParser): Modified in place.
     """
     add_cfg_options_arg(parser, example='train_cfg.max_iters=10 '
                         '"model.backbone.depth=101"')
+    parser.add_argument(
+        '--progress', action='store_true',
+        help='console: one progress bar per phase (training: loss and ETA), '
+        'warnings and errors; the full log still goes to '
+        '<work_dir>/<timestamp>/<timestamp>.log')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
@@ -73,7 +80,8 @@ def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse the command line and export ``LOCAL_RANK`` if no launcher did.
+    """Parse the command line and export ``LOCAL_RANK`` if no launcher did;
+    with ``--progress``, hide the known third-party warnings.
 
     Args:
         parser (argparse.ArgumentParser): A parser that went through
@@ -83,6 +91,8 @@ def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         argparse.Namespace: The parsed arguments.
     """
     args = parser.parse_args()
+    if getattr(args, 'progress', False):
+        filter_third_party_warnings()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -115,6 +125,31 @@ def load_tool_config(config: str, launcher: str = 'none',
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def build_runner(cfg: Config, progress: bool = False):
+    """The runner of ``tools/train.py`` and ``tools/test.py``.
+
+    Args:
+        cfg (Config): The prepared config.
+        progress (bool): ``--progress``: mmgc's ``ProgressRunner`` (progress
+            bars on the console, the full log in the work dir).
+
+    Returns:
+        Runner: mmengine's ``Runner``, the config's ``runner_type``, or
+        ``ProgressRunner``.
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if progress:
+        if cfg.get('runner_type', None) is not None:
+            raise ValueError(
+                f'--progress replaces the runner, but the config sets '
+                f'runner_type={cfg.runner_type!r}; drop one of the two')
+        from mmgc.engine import ProgressRunner
+        return ProgressRunner.from_cfg(cfg)
+    return (Runner.from_cfg(cfg)
+            if 'runner_type' not in cfg else RUNNERS.build(cfg))
 
 
 def prepare_launch(cfg: Config) -> Config:

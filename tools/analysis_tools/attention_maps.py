@@ -15,6 +15,10 @@ with forward hooks, and for each block and image
   different positions, between its output vectors, and between its output
   minus input (the part the block adds, for same-shape blocks).
 
+A contact sheet (``<out-dir>/attention_sheet.png``) puts the drawings of
+the first ``--sheet-images`` images side by side: one row per image, one
+column per drawn block.
+
 Attention comes from the blocks' own ``attention_weights`` methods (the
 weights their ``forward`` uses), only for the chosen queries: never the
 ``HW x HW`` matrix. SASA maps are compared in window coordinates (offset
@@ -28,8 +32,8 @@ Usage:
     python tools/analysis_tools/attention_maps.py CONFIG CHECKPOINT IMAGE...
         [--out-dir DIR] [--queries N | --query-points X,Y ...]
         [--blocks PATTERN ...] [--draw-blocks PATTERN ...]
-        [--num-positions 64] [--alpha 0.5] [--device cpu]
-        [--cfg-options k=v ...]
+        [--num-positions 64] [--alpha 0.5] [--sheet-images 16]
+        [--device cpu] [--cfg-options k=v ...]
 """
 import argparse
 import fnmatch
@@ -53,9 +57,12 @@ sys.path.insert(0, ROOT)
 import mmgc  # noqa: E402,F401  (registers the blocks, checkpoint allow-list)
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv  # noqa: E402
 from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
+from mmgc.visualization import save_contact_sheet  # noqa: E402
 
 BLOCK_TYPES = (GCBlock, NLBlock, SASABlock, SASAConv)
 STATS_FILE = 'attention_stats.json'
+SHEET_FILE = 'attention_sheet.png'
+SHEET_WIDTH = 1600  # px; columns share it (120..320 px each)
 Point = Tuple[float, float]
 
 
@@ -93,6 +100,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--alpha', type=float, default=0.5,
         help='opacity of the heat map over the image (default: 0.5)')
+    parser.add_argument(
+        '--sheet-images', type=int, default=16,
+        help='images on the contact sheet attention_sheet.png, one row '
+        'each (default: 16; 0: no sheet)')
     parser.add_argument('--seed', type=int, default=0,
                         help='seed of the position sampling')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
@@ -105,6 +116,8 @@ def parse_args() -> argparse.Namespace:
                      'least 2 (distances need pairs)')
     if args.panel_size is not None and args.panel_size < 32:
         parser.error(f'--panel-size={args.panel_size}: must be at least 32')
+    if args.sheet_images < 0:
+        parser.error(f'--sheet-images={args.sheet_images}: must be >= 0')
     if not 0 <= args.alpha <= 1:
         parser.error(f'--alpha={args.alpha}: must be in [0, 1]')
     if args.query_points is not None:
@@ -620,6 +633,25 @@ def main() -> None:
     print(f'statistics: {stats_file}')
     print(f'drawings:   {sum(len(v) for v in files.values())} PNG in '
           f'{args.out_dir}')
+    sheet = write_sheet(files, args.images[:args.sheet_images], args.out_dir)
+    if sheet is not None:
+        print(f'sheet:      {sheet}')
+
+
+def write_sheet(files: Dict[str, List[str]], images: Sequence[str],
+                out_dir: str) -> Optional[str]:
+    """The contact sheet of the drawings: a row per image (of
+    ``images``), a column per drawn block; None when nothing was drawn."""
+    columns = [name for name, drawn in files.items() if drawn]
+    if not columns or not images:
+        return None
+    cells = [(image, name) for image in images for name in columns]
+    tile = max(120, min(320, SHEET_WIDTH // len(columns)))
+    return save_contact_sheet(
+        [osp.join(out_dir, f'{image_stem(image)}_{name}.png')
+         for image, name in cells],
+        osp.join(out_dir, SHEET_FILE), cols=len(columns), tile_width=tile,
+        captions=[f'{image_stem(image)} {name}' for image, name in cells])
 
 
 if __name__ == '__main__':
