@@ -265,3 +265,30 @@ def test_study_configs_schedule_and_context_split():
         assert tuple(dataset.metainfo.classes) == CONTEXT_CLASSES
     assert ctx.test_evaluator.ann_file.startswith('data/synthetic_context/')
     assert ctx.train_cfg.max_iters == 300
+
+
+def test_attention_analysis_picks_gc_and_nl_models():
+    from mmgc.analysis.study_attention import analysed_types
+    from mmgc.utils.complexity import load_config
+    picked = {}
+    for name, overrides in load_study('blocks')['variants'].items():
+        cfg = load_config(DEMO_CONFIG)
+        cfg.merge_from_dict({'model.backbone': overrides})
+        picked[name] = analysed_types(cfg)
+    assert picked == dict(baseline=[], se_r16=[], snl=['GCBlock'],
+                          nl=['NLBlock'], gc_r16=['GCBlock'],
+                          gc_r4=['GCBlock'], sasa=[])
+
+
+def test_attention_markdown_rows_and_pictures(tmp_path):
+    from mmgc.analysis.study_attention import attention_markdown
+    entry = dict(type='NLBlock', map_size=[16, 16],
+                 cos_dist=dict(attention=0.0123, input=0.5, output=0.25,
+                               delta=None),
+                 files=[str(tmp_path / 'attention' / 'nl' / 'a.png')])
+    text = attention_markdown(
+        dict(nl=dict(blocks={'backbone.layer3.4.nl_block': entry})),
+        str(tmp_path))
+    assert ('| nl | backbone.layer3.4.nl_block | NLBlock | 16x16 | 0.0123 '
+            '| 0.5000 | 0.2500 | - |') in text
+    assert '(attention/nl/a.png)' in text

@@ -228,6 +228,7 @@ class StudyRunner:
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
         if self.launcher == 'slurm':
             env['GPUS'] = str(self.gpus)
+            env.setdefault('GPUS_PER_NODE', str(min(self.gpus, 8)))
         return env
 
     def train_command(self, variant: str, seed: int,
