@@ -1,6 +1,5 @@
 """The study runner: definitions, aggregation and an end-to-end study."""
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
