@@ -171,7 +171,7 @@ def plot_chart(rows: List[dict], path: str, title: str) -> None:
         errors = [100 * (r[column]['spread'] or 0) for r in rows]
         ax_ap.bar([x + offset for x in xs], means, width, yerr=errors,
                   capsize=3, label=f'{column} AP')
-    ax_ap.set_ylabel('AP (mean ± std over seeds)')
+    ax_ap.set_ylabel('AP x100 (mean ± std over seeds)')
     ax_ap.legend()
     ax_ap.set_title(title)
     ax_time.bar(xs, [r['train_s_per_iter'] or 0 for r in rows], 0.6,
