@@ -222,7 +222,8 @@ class StudyRunner:
             atomic_write(path, text)
 
     # -------------------------------------------------------- launching --
-    def _env(self) -> dict:
+    def env(self) -> dict:
+        """Environment of the launched tools (PYTHON, PYTHONPATH, GPUS)."""
         env = dict(os.environ)
         env['PYTHON'] = self.python
         env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
@@ -278,7 +279,7 @@ class StudyRunner:
             log.flush()
             proc = subprocess.Popen(command, stdout=log,
                                     stderr=subprocess.STDOUT,
-                                    env=self._env(), cwd=os.getcwd())
+                                    env=self.env(), cwd=os.getcwd())
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
             except BaseException:

@@ -99,7 +99,7 @@ def analyse_study(runner, num_images: int = 4,
                       f'{seed}', logger='current')
             with open(osp.join(out_dir, 'attention_maps.log'), 'w') as log:
                 subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                               env=runner._env(), check=True)
+                               env=runner.env(), check=True)
             stats = _read(osp.join(out_dir, STATS_FILE))
         results[variant] = dict(seed=seed, checkpoint=record['checkpoint'],
                                 images=stats['images'],
