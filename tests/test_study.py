@@ -282,12 +282,12 @@ def test_attention_analysis_picks_gc_and_nl_models():
 def test_attention_markdown_rows_and_pictures(tmp_path):
     from mmgc.analysis.study_attention import attention_markdown
     entry = dict(type='NLBlock', map_size=[16, 16],
-                 cos_dist=dict(attention=0.0123, input=0.5, output=0.25,
+                 cos_dist=dict(attention=1.234e-5, input=0.5, output=0.25,
                                delta=None),
                  files=[str(tmp_path / 'attention' / 'nl' / 'a.png')])
     text = attention_markdown(
         dict(nl=dict(blocks={'backbone.layer3.4.nl_block': entry})),
         str(tmp_path))
-    assert ('| nl | backbone.layer3.4.nl_block | NLBlock | 16x16 | 0.0123 '
-            '| 0.5000 | 0.2500 | - |') in text
+    assert ('| nl | backbone.layer3.4.nl_block | NLBlock | 16x16 | '
+            '1.234e-05 | 0.5 | 0.25 | - |') in text
     assert '(attention/nl/a.png)' in text

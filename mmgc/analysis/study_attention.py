@@ -123,7 +123,9 @@ def attention_markdown(results: Dict[str, dict], work_dir: str) -> str:
     pictures (paths relative to ``work_dir``)."""
 
     def fmt(value: Optional[float]) -> str:
-        return '-' if value is None else f'{value:.4f}'
+        # significant digits: an almost query-independent map's distance
+        # can be far below 1e-4
+        return '-' if value is None else f'{value:.4g}'
 
     lines = [
         '# Attention statistics of the trained models', '',
