@@ -5,6 +5,15 @@ The class is carried by the shape only (every object gets a random colour),
 objects vary in size, position and rotation, and later objects occlude
 earlier ones: an annotation's mask is the *visible* part of its object.
 
+In the ``'context'`` mode an object's class is decided by context far from
+it: every image belongs to one of two scenes (``CONTEXT_SCENES``), shown
+only by a patterned frame along the image border (stripes or a
+checkerboard), and objects keep a gap to that frame. The same shape is
+class ``<shape>_striped`` in a striped scene and ``<shape>_checkered`` in a
+checkered one, so the object itself and its neighbourhood do not tell the
+two classes apart; only the far-away frame does. The ``'standard'`` mode's
+output is unchanged by the existence of this mode.
+
 The module depends on numpy, cv2 and pycocotools only, so importing it is
 cheap (no torch, no mmdet).
 """
@@ -23,6 +32,19 @@ from pycocotools import mask as mask_utils
 
 SYNTHETIC_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star',
                                       'cross')
+
+#: Generator modes (see the module docstring).
+MODES: Tuple[str, ...] = ('standard', 'context')
+#: Shapes and scenes of the context mode; class ``i * 2 + s`` (0-based) is
+#: shape ``i`` in scene ``s``.
+CONTEXT_SHAPES: Tuple[str, ...] = ('circle', 'square', 'triangle')
+CONTEXT_SCENES: Tuple[str, ...] = ('striped', 'checkered')
+CONTEXT_CLASSES: Tuple[str, ...] = tuple(
+    f'{shape}_{scene}' for shape in CONTEXT_SHAPES
+    for scene in CONTEXT_SCENES)
+FRAME_FRACTION = 0.08  # width of the scene frame / image side
+FRAME_GAP_FRACTION = 0.06  # least gap between frame and objects / side
+FRAME_PERIOD_FRACTION = 1 / 16  # stripe / checker period / image side
 
 # Bump whenever the rendered output changes, so that stale data sets found
 # on disk are regenerated instead of silently reused.
@@ -147,14 +169,16 @@ def _rasterize(vertices: np.ndarray, image_size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _sample_object_mask(category_id: int, image_size: int,
-                        rng: np.random.Generator) -> np.ndarray:
+def _sample_object_mask(shape: str, image_size: int,
+                        rng: np.random.Generator,
+                        margin: int = 0) -> np.ndarray:
     """Draw one randomly sized, placed and rotated shape.
 
     Args:
-        category_id: 1-based class index.
+        shape: One of ``SYNTHETIC_CLASSES``.
         image_size: Side of the square image.
         rng: Random generator.
+        margin: Pixels along every border the shape keeps clear of.
 
     Returns:
         (H, W) bool mask of the full shape, lying inside the image.
@@ -163,13 +187,13 @@ def _sample_object_mask(category_id: int, image_size: int,
     diameter = np.exp(rng.uniform(np.log(MIN_OBJECT_SIZE * scale),
                                   np.log(MAX_OBJECT_SIZE * scale)))
     radius = diameter / 2
-    outline = shape_polygon(SYNTHETIC_CLASSES[category_id - 1], radius,
-                            rng)  # (N, 2)
+    outline = shape_polygon(shape, radius, rng)  # (N, 2)
     angle = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(angle), -np.sin(angle)],
                          [np.sin(angle), np.cos(angle)]])  # (2, 2)
     # The circumscribed circle stays inside the image whatever the rotation.
-    centre = rng.uniform(radius + 1, image_size - radius - 2, size=2)  # (2,)
+    centre = rng.uniform(radius + 1 + margin,
+                         image_size - radius - 2 - margin, size=2)  # (2,)
     return _rasterize(outline @ rotation.T + centre, image_size)
 
 
@@ -250,6 +274,40 @@ def _shaded_fill(mask: np.ndarray, colour: np.ndarray,
     return (gain[:, None] * colour[None, :]).astype(np.float32)  # (K, 3)
 
 
+def _draw_scene_frame(canvas: np.ndarray, scene: int,
+                      rng: np.random.Generator) -> int:
+    """Paint the context mode's scene frame along the border, in place.
+
+    Scene 0 (``'striped'``): stripes parallel to each border; scene 1
+    (``'checkered'``): a checkerboard. Two random, clearly different
+    colours.
+
+    Args:
+        canvas: (H, W, 3) float32 background, modified in place.
+        scene: Index into ``CONTEXT_SCENES``.
+        rng: Random generator.
+
+    Returns:
+        Pixels along each border that objects must keep clear of (frame
+        plus gap).
+    """
+    size = canvas.shape[0]
+    width = max(2, int(round(FRAME_FRACTION * size)))
+    period = max(2, int(round(FRAME_PERIOD_FRACTION * size)))
+    dark = rng.uniform(0, 90, size=3).astype(np.float32)
+    light = rng.uniform(165, 255, size=3).astype(np.float32)
+    ys, xs = np.mgrid[0:size, 0:size]  # (H, W) each
+    depth = np.minimum.reduce([ys, xs, size - 1 - ys, size - 1 - xs])
+    frame = depth < width  # (H, W)
+    if scene == 0:  # stripes running along the nearest border
+        on = (depth // (period // 2 or 1)) % 2 == 0
+    else:
+        on = ((ys // period) + (xs // period)) % 2 == 0
+    canvas[frame & on] = light
+    canvas[frame & ~on] = dark
+    return width + max(1, int(round(FRAME_GAP_FRACTION * size)))
+
+
 # --------------------------------------------------------------------------
 # One image
 # --------------------------------------------------------------------------
@@ -284,6 +342,19 @@ def _placement_ok(full: np.ndarray, instances: Sequence[SyntheticInstance],
 def render_image(
     image_size: int, rng: np.random.Generator
 ) -> Tuple[np.ndarray, List[SyntheticInstance]]:
+    """Render one image of the standard mode (see :func:`render_scene`).
+
+    Returns:
+        image: (H, W, 3) uint8 RGB.
+        instances: Labelled objects, in drawing order.
+    """
+    image, instances, _ = render_scene(image_size, rng)
+    return image, instances
+
+
+def render_scene(
+    image_size: int, rng: np.random.Generator, mode: str = 'standard'
+) -> Tuple[np.ndarray, List[SyntheticInstance], Optional[int]]:
     """Render one image and its instances.
 
     Objects are drawn in order; each new object hides the part of earlier
@@ -292,25 +363,41 @@ def render_image(
     pixels, or that would sit mostly inside an earlier object, is rejected
     and re-sampled, so no unlabelled fragments remain.
 
+    In the ``'context'`` mode the scene is drawn first (one draw), its
+    frame painted over the background, objects keep ``margin`` pixels off
+    every border, and each object's class is its shape in that scene.
+
     Args:
         image_size: Side of the square image.
         rng: Random generator (the only source of randomness).
+        mode: One of ``MODES``.
 
     Returns:
         image: (H, W, 3) uint8 RGB.
         instances: Labelled objects, in drawing order.
+        scene: Index into ``CONTEXT_SCENES`` (None in the standard mode).
     """
     min_area = max(
         1, int(round(MIN_VISIBLE_AREA * (image_size / REFERENCE_SIZE)**2)))
     background = _background(image_size, rng)  # (H, W, 3)
+    scene, margin, shapes = None, 0, SYNTHETIC_CLASSES
+    if mode == 'context':
+        scene = int(rng.integers(len(CONTEXT_SCENES)))
+        margin = _draw_scene_frame(background, scene, rng)
+        shapes = CONTEXT_SHAPES
+    elif mode != 'standard':
+        raise ValueError(f'mode={mode!r}: expected one of {MODES}')
     canvas = background.copy()  # (H, W, 3)
     instances: List[SyntheticInstance] = []
     colours: List[np.ndarray] = []
     num_objects = int(rng.integers(1, MAX_OBJECTS_PER_IMAGE + 1))
     for _ in range(num_objects):
-        category_id = int(rng.integers(1, len(SYNTHETIC_CLASSES) + 1))
+        shape_id = int(rng.integers(1, len(shapes) + 1))
+        category_id = (shape_id if scene is None else
+                       (shape_id - 1) * len(CONTEXT_SCENES) + scene + 1)
         for _ in range(PLACEMENT_TRIES):
-            full = _sample_object_mask(category_id, image_size, rng)  # (H, W)
+            full = _sample_object_mask(shapes[shape_id - 1], image_size, rng,
+                                       margin)  # (H, W)
             if _placement_ok(full, instances, min_area):
                 break
         else:
@@ -333,7 +420,21 @@ def render_image(
         inst for inst in instances
         if _keeps_enough(inst, inst.visible_mask, min_area)
     ]
-    return image, instances  # (H, W, 3) uint8
+    return image, instances, scene  # (H, W, 3) uint8
+
+
+def classes_of(mode: str) -> Tuple[str, ...]:
+    """Class names of a generator mode, in category-id order.
+
+    Args:
+        mode: One of ``MODES``.
+
+    Raises:
+        ValueError: Unknown ``mode`` (named with the allowed ones).
+    """
+    if mode not in MODES:
+        raise ValueError(f'mode={mode!r}: expected one of {MODES}')
+    return SYNTHETIC_CLASSES if mode == 'standard' else CONTEXT_CLASSES
 
 
 # --------------------------------------------------------------------------
@@ -372,6 +473,7 @@ def _write_json(path: Path, content: Dict[str, Any]) -> None:
 def generate_split(split: str, image_dir: Union[str, Path],
                    ann_file: Union[str, Path], num_images: int,
                    image_size: int, seed: int,
+                   mode: str = 'standard',
                    progress: Optional[Callable[[], None]] = None
                    ) -> Dict[str, int]:
     """Render one split: PNGs into ``image_dir`` and its COCO JSON.
@@ -383,11 +485,14 @@ def generate_split(split: str, image_dir: Union[str, Path],
         num_images: Number of images.
         image_size: Side of the square images.
         seed: Base seed of the whole data set.
+        mode: One of ``MODES``; the context mode records each image's
+            ``scene`` (a name of ``CONTEXT_SCENES``) in its image entry.
         progress: Called after each image (e.g. a progress bar's update).
 
     Returns:
         Dict with ``num_images`` and ``num_annotations``.
     """
+    classes = classes_of(mode)
     image_dir, ann_file = Path(image_dir), Path(ann_file)
     image_dir.mkdir(parents=True, exist_ok=True)
     ann_file.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +502,8 @@ def generate_split(split: str, image_dir: Union[str, Path],
     images, annotations = [], []
     for index in range(num_images):
         rng = np.random.default_rng(_split_seed(seed, split) + [index])
-        image, instances = render_image(image_size, rng)  # (H, W, 3) RGB
+        image, instances, scene = render_scene(image_size, rng,
+                                               mode)  # (H, W, 3) RGB
         file_name = f'{index:06d}.png'
         if not cv2.imwrite(str(image_dir / file_name),
                            cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
@@ -406,6 +512,8 @@ def generate_split(split: str, image_dir: Union[str, Path],
         images.append(
             dict(id=image_id, file_name=file_name, width=image_size,
                  height=image_size))
+        if scene is not None:
+            images[-1]['scene'] = CONTEXT_SCENES[scene]
         for inst in instances:
             annotations.append(
                 dict(id=len(annotations) + 1, image_id=image_id,
@@ -414,7 +522,8 @@ def generate_split(split: str, image_dir: Union[str, Path],
         if progress is not None:
             progress()
     coco = dict(
-        info=dict(description=f'mmgc synthetic shapes ({split})',
+        info=dict(description=f'mmgc synthetic shapes ({split})' +
+                  ('' if mode == 'standard' else f', {mode} mode'),
                   version=str(GENERATOR_VERSION), year=2024,
                   contributor='mmgc', url='', date_created=''),
         licenses=[],
@@ -422,7 +531,7 @@ def generate_split(split: str, image_dir: Union[str, Path],
         annotations=annotations,
         categories=[
             dict(id=i + 1, name=name, supercategory='shape')
-            for i, name in enumerate(SYNTHETIC_CLASSES)
+            for i, name in enumerate(classes)
         ])
     _write_json(ann_file, coco)
     return dict(num_images=len(images), num_annotations=len(annotations))
@@ -451,6 +560,7 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
                             image_size: int = 256,
                             seed: int = 0,
                             overwrite: bool = False,
+                            mode: str = 'standard',
                             progress: Optional[Callable[[], None]] = None
                             ) -> Dict[str, Any]:
     """Generate (or reuse) the synthetic shapes data set.
@@ -468,6 +578,9 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
         image_size: Side of the square images in pixels (>= 64).
         seed: Base seed (>= 0); train and val use seeds derived from it.
         overwrite: Regenerate even when a matching data set exists.
+        mode: ``'standard'`` (class = shape) or ``'context'`` (class =
+            shape in the scene shown by a far-away frame; see the module
+            docstring).
         progress: Called after each image written (not when reused).
 
     Returns:
@@ -479,6 +592,7 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
     _check_positive('num_val', num_val)
     _check_positive('image_size', image_size, minimum=64)
     _check_positive('seed', seed, minimum=0)
+    classes = classes_of(mode)
     out_dir = Path(out_dir)
     paths = dict(
         train_img_dir=out_dir / 'train',
@@ -488,9 +602,11 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
     params = dict(num_train=int(num_train), num_val=int(num_val),
                   image_size=int(image_size), seed=int(seed),
                   version=GENERATOR_VERSION)
+    if mode != 'standard':  # standard markers stay as they were
+        params['mode'] = mode
     marker = out_dir / MARKER_NAME
     summary: Dict[str, Any] = dict(out_dir=str(out_dir),
-                                   classes=SYNTHETIC_CLASSES,
+                                   classes=classes,
                                    **{k: str(v) for k, v in paths.items()})
 
     recorded = _read_marker(marker)
@@ -507,7 +623,7 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
     for split, num_images in (('train', num_train), ('val', num_val)):
         split_counts = generate_split(split, paths[f'{split}_img_dir'],
                                       paths[f'{split}_ann_file'], num_images,
-                                      image_size, seed, progress)
+                                      image_size, seed, mode, progress)
         counts[f'num_{split}_images'] = split_counts['num_images']
         counts[f'num_{split}_annotations'] = split_counts['num_annotations']
     _write_json(marker, dict(params=params, counts=counts))

@@ -4,6 +4,13 @@ Example::
 
     python tools/dataset_converters/generate_synthetic_coco.py \
         --out-dir data/synthetic --num-train 600 --num-val 100
+
+A split where context decides the class (the same shape is one class in a
+striped scene and another in a checkered one; the scene shows only in a
+frame along the image border, away from the objects)::
+
+    python tools/dataset_converters/generate_synthetic_coco.py \
+        --mode context --out-dir data/synthetic_context
 """
 from __future__ import annotations
 
@@ -18,6 +25,8 @@ try:
 except ImportError:  # running from a checkout without mmgc installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from mmgc.datasets.synthetic_coco import generate_synthetic_coco
+
+from mmgc.datasets.synthetic_coco import MODES  # noqa: E402
 
 
 def _int_at_least(minimum: int):
@@ -54,6 +63,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='side of the square images in pixels')
     parser.add_argument('--seed', type=_int_at_least(0), default=0,
                         help='base random seed')
+    parser.add_argument('--mode', choices=MODES, default='standard',
+                        help='standard: class = shape; context: class = '
+                        'shape in the scene shown by a far-away frame')
     parser.add_argument('--overwrite', action='store_true',
                         help='regenerate even if a matching data set exists')
     return parser.parse_args(argv)
@@ -71,9 +83,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                                       num_val=args.num_val,
                                       image_size=args.image_size,
                                       seed=args.seed,
-                                      overwrite=args.overwrite)
+                                      overwrite=args.overwrite,
+                                      mode=args.mode)
     action = 'generated' if summary['generated'] else 'up to date, reused'
-    print(f"synthetic COCO {action} in {summary['out_dir']}: "
+    print(f"synthetic COCO ({args.mode}) {action} in {summary['out_dir']}: "
           f"train {summary['num_train_images']} images / "
           f"{summary['num_train_annotations']} instances, "
           f"val {summary['num_val_images']} images / "
