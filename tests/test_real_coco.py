@@ -29,6 +29,7 @@ from test_coco_eval import (assert_same, pycocotools_eval, run_tool,
 
 from mmgc.evaluation import evaluate_results_json
 from mmgc.utils import set_data_location
+from mmgc.visualization.comparison_visualizer import TITLE_HEIGHT
 
 REAL_COCO = os.environ.get('MMGC_REAL_COCO') or osp.normpath(
     osp.join(ROOT, '..', 'shared', 'real_coco'))
@@ -226,10 +227,14 @@ def test_browse_dataset_draws_real_images(repo_root, tmp_path,
         image = next(i for i in data['images'] if i['id'] == info['img_id'])
         drawn = cv2.imread(str(out_dir / image['file_name']))
         assert drawn is not None, image['file_name']
-        # the train pipeline's keep-ratio resize to 256: long side 256
+        # the train pipeline's keep-ratio resize to 256 (long side 256),
+        # under a title strip and above the legend strip of the classes
         h, w = image['height'], image['width']
-        assert max(drawn.shape[:2]) == 256
-        assert abs(drawn.shape[0] / drawn.shape[1] - h / w) < 0.02
+        scale = 256 / max(h, w)
+        resized_h, resized_w = int(h * scale + 0.5), int(w * scale + 0.5)
+        assert abs(drawn.shape[1] - resized_w) <= 1
+        legend_height = drawn.shape[0] - TITLE_HEIGHT - resized_h
+        assert legend_height >= 22 and (legend_height - 4) % 18 <= 1
     assert len(list(out_dir.iterdir())) == 3
 
 
