@@ -271,3 +271,67 @@ def test_op_count_budget():
     assert [r['name'] for r in rows] == ['GC r16', 'SE r16', 'NL', 'SASA k7']
     for row in rows:
         assert row['ops']['auto'] <= OP_GOAL * row['reference_ops'], row
+
+
+def test_l2_cache_size_is_read_from_the_os(tmp_path):
+    from mmgc.models.utils.halo_attention import (DEFAULT_L2_BYTES,
+                                                  read_l2_cache_bytes)
+    for index, (level, kind, size) in enumerate([
+            ('1', 'Data', '32K'), ('1', 'Instruction', '32K'),
+            ('2', 'Unified', '1280K'), ('3', 'Unified', '32M')]):
+        entry = tmp_path / f'index{index}'
+        entry.mkdir()
+        (entry / 'level').write_text(level + '\n')
+        (entry / 'type').write_text(kind + '\n')
+        (entry / 'size').write_text(size + '\n')
+    assert read_l2_cache_bytes(str(tmp_path)) == 1280 * 1024
+    assert read_l2_cache_bytes(str(tmp_path / 'absent')) == DEFAULT_L2_BYTES
+
+
+def test_block_choice_follows_the_cache_not_fitted_constants():
+    """The chosen block fits the given L2; a smaller cache gives a block
+    with a smaller working set; with none fitting, the smallest working
+    set; never larger than the map."""
+    from mmgc.models.utils.halo_attention import (block_working_set,
+                                                  choose_block)
+    window, dim = (7, 7), 32
+    big = choose_block(50, 84, window, dim, cache_bytes=1 << 20)
+    small = choose_block(50, 84, window, dim, cache_bytes=64 << 10)
+    assert block_working_set(big, window, dim) <= 1 << 20
+    assert block_working_set(small, window, dim) <= 64 << 10
+    assert block_working_set(small, window, dim) < block_working_set(
+        big, window, dim)
+    assert choose_block(50, 84, window, dim, cache_bytes=1) == (1, 1)
+    assert choose_block(2, 3, window, dim) in [(h, w) for h in (1, 2)
+                                               for w in (1, 2, 3)]
+
+
+@pytest.mark.parametrize('impl', ['auto', 'fused'])
+@pytest.mark.parametrize('name', MAIN)
+def test_no_python_loop_off_the_cpu(name, impl):
+    """Off the CPU no path loops over images, rows or blocks in Python:
+    the ops dispatched on ``meta`` do not depend on the batch or map size
+    (a loop would add ops per image or per row block)."""
+    block = VARIANTS[name]()
+    set_impl(block, impl)
+    channels = in_channels(block)
+    small = count_ops(block, (2, channels, 8, 10))
+    large = count_ops(block, (4, channels, 64, 96))
+    assert small == large
+
+
+@pytest.mark.parametrize('stride', [(2, 2), (2, 3), (3, 1)])
+def test_stride_pool_compiled_formula_equals_ceil_mode_pooling(
+        stride, monkeypatch):
+    """The sums/counts form SASA's stride pooling takes under
+    ``torch.compile`` equals ``avg_pool2d(ceil_mode=True)``, values and
+    gradients, with partial border windows."""
+    from mmgc.models.sasa import stride_pool
+    x = torch.randn(2, 3, 9, 11, requires_grad=True)
+    want = F.avg_pool2d(x, stride, stride, ceil_mode=True)
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    got = stride_pool(x, stride)
+    grad = torch.randn_like(want)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, x, grad)[0],
+                               torch.autograd.grad(want, x, grad)[0])

@@ -59,6 +59,11 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             ``'bottleneck'`` (SE-style, no LayerNorm) or ``'conv1x1'``
             (simplified non-local). Default: ``'bottleneck_ln'``.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     _abbr_ = 'gc_block'

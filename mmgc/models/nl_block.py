@@ -85,6 +85,11 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         std (float): Std of the normal init of the projections. Default: 0.01.
         init_cfg (dict, optional): mmengine initialisation config; the
             block's own init is re-applied after it (as mmcv's).
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     _abbr_ = 'nl_block'

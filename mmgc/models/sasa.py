@@ -41,6 +41,35 @@ __all__ = ['SASAConv', 'SASABlock', 'choose_block', 'local_attention']
 
 IntOrPair = Union[int, Tuple[int, int]]
 
+def stride_pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
+    """``F.avg_pool2d(x, stride, stride, ceil_mode=True)``: the mean of each
+    ``stride`` window, partial windows at the border averaging what they
+    hold.
+
+    Under ``torch.compile`` the same values come from sums over the
+    zero-padded map divided by the count of real elements: inductor (torch
+    2.13, CPU) returns a wrong gradient for ``ceil_mode`` pooling with
+    partial windows.
+
+    Args:
+        x (Tensor): ``[B, C, H, W]``.
+        stride (tuple[int, int]): ``(sh, sw)``.
+
+    Returns:
+        Tensor: ``[B, C, ceil(H / sh), ceil(W / sw)]``.
+    """
+    if not torch.compiler.is_compiling():
+        return F.avg_pool2d(x, stride, stride, ceil_mode=True)
+    height, width = x.shape[-2:]
+    pad = (0, -width % stride[1], 0, -height % stride[0])
+    sums = F.avg_pool2d(F.pad(x, pad), stride, stride,
+                        divisor_override=1)  # [B, C, H/s, W/s]
+    counts = F.avg_pool2d(F.pad(x.new_ones(1, 1, height, width), pad),
+                          stride, stride,
+                          divisor_override=1)  # [1, 1, H/s, W/s]
+    return sums / counts
+
+
 def _check_heads(name: str, channels: int, num_heads: int,
                  owner: str) -> int:
     """Validate ``num_heads`` against ``channels``; return the (even) number
@@ -96,6 +125,11 @@ class SASAConv(SelectableImpl, BaseModule):
             halo implementation (the CPU path); default: chosen per input
             size by :func:`choose_block`. Affects speed and memory only.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     def __init__(self,
@@ -186,8 +220,7 @@ class SASAConv(SelectableImpl, BaseModule):
         else:
             out = self.local_attention_reference(x)  # [B, C_out, H, W]
         if self.stride != (1, 1):
-            out = F.avg_pool2d(out, self.stride, self.stride,
-                               ceil_mode=True)  # [B, C_out, H/s, W/s]
+            out = stride_pool(out, self.stride)  # [B, C_out, H/s, W/s]
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
         return out.contiguous(memory_format=torch.channels_last
@@ -241,8 +274,11 @@ class SASAConv(SelectableImpl, BaseModule):
 
     def _fast_path_wins(self, x: Tensor) -> bool:
         """Halo attention wins on the CPU (measured,
-        ``docs/performance.md``); elsewhere not measured yet."""
-        return x.device.type == 'cpu'
+        ``docs/performance.md``); elsewhere not measured yet. Not under
+        ``torch.compile``: compiled by inductor (torch 2.13, CPU) its
+        forward is right but its gradients are not."""
+        return (x.device.type == 'cpu'
+                and not torch.compiler.is_compiling())
 
     def _project_qkv(self, x: Tensor) -> Tensor:
         """Queries, keys and values of ``x`` ``[B, C_in, H, W]``, channels

@@ -45,6 +45,11 @@ class SEBlock(SelectableImpl, BaseModule):
             second FC; one dict is used for both. Default:
             ``(dict(type='ReLU'), dict(type='Sigmoid'))``.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     _abbr_ = 'se_block'

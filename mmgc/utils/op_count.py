@@ -107,7 +107,7 @@ def block_op_counts() -> List[Dict[str, object]]:
          lambda: SELayer(512, ratio=16), lambda: SEBlock(512, ratio=1 / 16)),
         ('NL', (1, 512, 100, 168), 'mmcv NonLocal2d',
          lambda: NonLocal2d(512), lambda: NLBlock(512)),
-        ('SASA k7', (2, 256, 50, 84), 'unfold local attention',
+        ('SASA k7', (2, 256, 50, 84), 'unfold attention (SASA reference)',
          lambda: with_impl(SASAConv(256, 256, 7, num_heads=8), 'reference'),
          lambda: SASAConv(256, 256, 7, num_heads=8)),
     ]

@@ -94,6 +94,10 @@ from mmgc.utils.benchmark import (cpu_model, min_time,  # noqa: E402
 from mmgc.utils.op_count import OP_GOAL, block_op_counts  # noqa: E402
 
 LEVELS = {'c3': (512, 100, 168), 'c4': (1024, 50, 84), 'c5': (2048, 25, 42)}
+#: (label, channels, height, width, batch or None for --batch) of NL.
+NL_CASES = [('N=16800 c3', 512, 100, 168, 1), ('N=4200 c4', 1024, 50, 84,
+                                                None)]
+SASA_INPUT = (256, 50, 84)  # channels, height, width (c4)
 Fn = Callable[[], object]
 
 
@@ -275,9 +279,9 @@ class _CopyRow:
 
 def bench_nl(args) -> None:
     rows: List[Row] = []
-    configs = [('N=4200 c4', 1024, 50, 84, args.batch)]
-    if not args.quick:
-        configs.insert(0, ('N=16800 c3', 512, 100, 168, 1))
+    configs = [(label, c, h, w, batch or args.batch)
+               for label, c, h, w, batch in NL_CASES
+               if not (args.quick and batch == 1)]
     rate = gemm_rate(args.device, args.repeats)
     for label, c, h, w, batch in configs:
         x = torch.randn(batch, c, h, w, device=args.device)
@@ -288,7 +292,7 @@ def bench_nl(args) -> None:
         ours.load_state_dict(ref_mod.state_dict())
         ref_mod.to(args.device)
         set_impl(ours.to(args.device), args.impl)
-        big = h * w > 10000
+        big = batch == 1  # N = 16800: mmcv's backward needs ~8 GB
         repeats = min(args.repeats, 3) if big else args.repeats
         ref = Measure(ref_mod, x, repeats,
                       backward=not big or args.nl_ref_backward)
@@ -320,7 +324,7 @@ def bench_nl(args) -> None:
 
 
 def bench_sasa(args) -> None:
-    c, h, w = 256, 50, 84
+    c, h, w = SASA_INPUT
     x = torch.randn(args.batch, c, h, w, device=args.device)
     unit = copy_time(x, args.repeats)
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(args.device)

@@ -1,13 +1,15 @@
 """Masked local self-attention by blocked ("halo") fused attention: the
 fast path of :class:`~mmgc.models.sasa.SASAConv` on the CPU.
 
-Blocked ("halo") attention, as in timm's ``halo_attn.py``. The map is cut into blocks of ``bh x bw`` queries; each block attends to its
-``(bh + k - 1) x (bw + k - 1)`` halo in one batched fused
-``scaled_dot_product_attention`` call (all blocks at once, no Python loop), so keys and values are copied about
-``((b + k - 1) / b)^2`` times (3-4x) instead of ``k^2`` times (49x for an
-unfold implementation). The exact-neighbourhood mask (a query sees only its
-own ``k x k`` window), the out-of-image mask and the relative logits
-``q . r`` are all folded into extra channels of the queries and keys:
+Blocked ("halo") attention, as in timm's ``halo_attn.py``. The map is cut
+into blocks of ``bh x bw`` queries; each block attends to its ``(bh + k -
+1) x (bw + k - 1)`` halo, all blocks in one batched fused
+``scaled_dot_product_attention`` call (no Python loop), so keys and values
+are copied about ``((b + k - 1) / b)^2`` times (3-4x) instead of ``k^2``
+times (49x for an unfold implementation). The exact-neighbourhood mask (a
+query sees only its own ``k x k`` window), the out-of-image mask and the
+relative logits ``q . r`` are all folded into extra channels of the queries
+and keys:
 
 * every key gets a one-hot code of its row modulo the halo height (rows of
   one halo are consecutive, so their codes differ) and of its column modulo
@@ -28,7 +30,6 @@ kernel runs with an additive bias that carries gradients (an explicit
 ``attn_mask`` with gradients would fall back to the quadratic kernel).
 """
 import os
-from functools import lru_cache
 from typing import Optional, Tuple
 
 import torch
@@ -50,12 +51,11 @@ def _ceil_div(a: int, b: int) -> int:
 DEFAULT_L2_BYTES = 1 << 20
 
 
-@lru_cache(maxsize=None)
-def l2_cache_bytes() -> int:
-    """Size of the CPU's level-2 (data or unified) cache, from
-    ``/sys/devices/system/cpu/cpu0/cache`` (Linux); :data:`DEFAULT_L2_BYTES`
-    where the OS does not say."""
-    root = '/sys/devices/system/cpu/cpu0/cache'
+def read_l2_cache_bytes(
+        root: str = '/sys/devices/system/cpu/cpu0/cache') -> int:
+    """Size of the CPU's level-2 (data or unified) cache, from the OS's
+    cache description (Linux sysfs ``index*/{level,type,size}``);
+    :data:`DEFAULT_L2_BYTES` where the OS does not say."""
     try:
         for index in sorted(os.listdir(root)):
             path = os.path.join(root, index)
@@ -72,6 +72,11 @@ def l2_cache_bytes() -> int:
     except (OSError, ValueError):
         pass
     return DEFAULT_L2_BYTES
+
+
+#: This machine's L2 size, read once at import (``torch.compile`` traces
+#: :func:`choose_block`, and cannot trace file reads).
+L2_CACHE_BYTES = read_l2_cache_bytes()
 
 
 def block_working_set(block: Tuple[int, int], window: Tuple[int, int],
@@ -119,12 +124,12 @@ def choose_block(height: int, width: int, window: Tuple[int, int],
         head_dim (int): Channels per head ``d``.
         max_block (int): Largest block side tried. Default: 16.
         cache_bytes (int, optional): L2 size; default
-            :func:`l2_cache_bytes`.
+            :data:`L2_CACHE_BYTES`.
 
     Returns:
         tuple[int, int]: ``(bh, bw)``, each at most the map's side.
     """
-    cache = l2_cache_bytes() if cache_bytes is None else cache_bytes
+    cache = L2_CACHE_BYTES if cache_bytes is None else cache_bytes
     kh, kw = window
     best = fallback = None
     for bh in range(1, min(height, max_block) + 1):

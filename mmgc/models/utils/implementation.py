@@ -6,8 +6,9 @@ file (the *reference* path). Where a faster path exists (a module named for
 what it does), the block's ``impl`` attribute selects it:
 
 * ``'auto'`` (default): the fast path only where it has been measured to
-  win (e.g. the memory-lean CPU backward of GC/SE), the reference path
-  elsewhere -- on CUDA, on the ``meta`` device, under ``torch.compile``;
+  win, the CPU; the reference path elsewhere (CUDA, ``meta``), and for GC,
+  SE and SASA also under ``torch.compile`` (``docs/performance.md`` has
+  the table and the reasons);
 * ``'reference'``: always the reference path;
 * ``'fused'``: always the fast path (tests and benchmarks).
 
