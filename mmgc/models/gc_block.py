@@ -11,6 +11,12 @@ The block follows the paper's three steps:
 * fusion: broadcast addition (``'channel_add'``) and/or sigmoid-gated
   multiplication (``'channel_mul'``) at every position.
 
+``global_context``, ``fusion_terms`` and ``forward`` below are these three
+steps in plain torch (the reference path). On the CPU the same formula runs
+through a memory-lean fused backward
+(:mod:`mmgc.models.utils.context_fusion`); ``block.impl`` chooses
+(``'auto'``, ``'reference'``, ``'fused'``; ``docs/performance.md``).
+
 With the default ``transform='bottleneck_ln'`` the constructor arguments,
 submodule names and therefore state-dict keys are those of mmcv's
 ``ContextBlock`` (``conv_mask``, ``channel_add_conv.{0,1,3}``,
@@ -25,10 +31,11 @@ from mmengine.model.weight_init import kaiming_init
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .utils import (OwnInitAfterParent, attention_pool, check_choice,
+from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
                     check_positive, check_reduced_channels,
                     zero_init_last_layer)
 from .utils.context_fusion import context_fusion
+from .utils.implementation import is_tracing
 from .utils.precision import float32_region
 
 POOLING_TYPES = ('att', 'avg')
@@ -37,7 +44,7 @@ TRANSFORM_TYPES = ('bottleneck_ln', 'bottleneck', 'conv1x1')
 
 
 @MODELS.register_module()
-class GCBlock(OwnInitAfterParent, BaseModule):
+class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
     """Global context block: pool one context vector, transform, fuse.
 
     Args:
@@ -52,6 +59,11 @@ class GCBlock(OwnInitAfterParent, BaseModule):
             ``'bottleneck'`` (SE-style, no LayerNorm) or ``'conv1x1'``
             (simplified non-local). Default: ``'bottleneck_ln'``.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     _abbr_ = 'gc_block'
@@ -115,9 +127,100 @@ class GCBlock(OwnInitAfterParent, BaseModule):
             if branch is not None:
                 zero_init_last_layer(branch)
 
+    # ------------------------------------------------ the paper, step by step
+    def global_context(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """Context modelling: ``c = sum_j softmax_j(W_k x_j) x_j`` (``'att'``)
+        or ``c = mean_j x_j`` (``'avg'``). GC's only pooling code.
+
+        The softmax runs in fp32 even under autocast; both products are one
+        batched row-vector product over the map (a view, also for
+        channels_last input), so ``x`` is read once per product and no
+        ``[B, C, H*W]`` temporary is made.
+
+        Args:
+            x (Tensor): ``[B, C, H, W]``.
+
+        Returns:
+            tuple: the context ``[B, C]`` (dtype of ``x``) and the fp32
+            attention weights ``[B, H*W]`` (None for ``'avg'``).
+        """
+        batch, channels, height, width = x.shape
+        values = x.flatten(2)  # [B, C, H*W], a view
+        if self.pooling_type == 'avg':
+            return values.mean(dim=2), None  # [B, C]
+        with float32_region(x.device.type):
+            w_k = self.conv_mask.weight.view(1, 1, channels).to(x.dtype)
+            logits = torch.bmm(w_k.expand(batch, -1, -1),
+                               values)  # [B, 1, H*W], W_k x_j
+            logits = logits + self.conv_mask.bias.to(x.dtype)  # [B, 1, H*W]
+            weights = torch.softmax(
+                logits.view(batch, height * width).float(),
+                dim=1)  # [B, H*W], fp32
+            context = torch.bmm(weights.to(x.dtype).unsqueeze(1),
+                                values.transpose(1, 2))  # [B, 1, C]
+        return context.view(batch, channels), weights  # [B, C], [B, H*W]
+
+    def fusion_terms(
+            self,
+            context: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+        """Transform: ``T(c) = W_v2 ReLU(LN(W_v1 c))`` per fusion branch,
+        giving the per-channel scale ``sigmoid(T_mul(c))`` and shift
+        ``T_add(c)``, in fp32 even under autocast.
+
+        Args:
+            context (Tensor): ``[B, C]``.
+
+        Returns:
+            tuple: ``(scale, shift)``, each ``[B, C]`` or None.
+        """
+        batch, channels = context.shape
+        scale = shift = None
+        with float32_region(context.device.type):
+            if self.channel_mul_conv is not None:
+                c = context.to(self.channel_mul_conv[0].weight.dtype).view(
+                    batch, channels, 1, 1)  # [B, C, 1, 1]
+                scale = torch.sigmoid(self.channel_mul_conv(c).view(
+                    batch, channels).float())  # [B, C]
+            if self.channel_add_conv is not None:
+                c = context.to(self.channel_add_conv[0].weight.dtype).view(
+                    batch, channels, 1, 1)  # [B, C, 1, 1]
+                shift = self.channel_add_conv(c).view(batch,
+                                                      channels)  # [B, C]
+        return scale, shift
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Fusion: ``z_i = x_i * sigmoid(T_mul(c)) + T_add(c)`` (the terms
+        present) at every position ``i``.
+
+        On the CPU (``impl='auto'``) the same formula runs as
+        :func:`~mmgc.models.utils.context_fusion.context_fusion`, whose
+        hand-written backward makes no full-size temporaries beyond the
+        input gradient; ``impl='reference'`` always runs the code below.
+
+        Args:
+            x (Tensor): ``[B, C, H, W]``.
+
+        Returns:
+            Tensor: ``[B, C, H, W]``.
+        """
+        if self.use_fast_path(x):
+            return self._fused_forward(x)
+        batch, channels = x.shape[:2]
+        context, _ = self.global_context(x)  # [B, C]
+        scale, shift = self.fusion_terms(context)  # [B, C] each, or None
+        out = x
+        if scale is not None:
+            out = out * scale.to(x.dtype).view(batch, channels, 1,
+                                               1)  # [B, C, H, W]
+        if shift is not None:
+            out = out + shift.to(x.dtype).view(batch, channels, 1,
+                                               1)  # [B, C, H, W]
+        return out
+
+    # ------------------------------------------------------- views and paths
     def attention_weights(self, x: Tensor) -> Tensor:
         """Weights of the context pooling over positions: the softmax of
-        ``conv_mask(x)`` (``'att'``) or uniform ``1 / HW`` (``'avg'``).
+        ``W_k x`` (``'att'``) or uniform ``1 / HW`` (``'avg'``).
 
         The same for every query position (GCNet's query-independent
         attention); ``forward`` pools ``x`` with them.
@@ -130,63 +233,29 @@ class GCBlock(OwnInitAfterParent, BaseModule):
         """
         batch, _, height, width = x.shape
         if self.pooling_type == 'att':
-            _, weights = attention_pool(x, self.conv_mask(x),
-                                        return_weights=True)  # [B, H*W]
-            return weights
+            return self.global_context(x)[1]  # [B, H*W]
         return x.new_full((batch, height * width), 1.0 / (height * width),
                           dtype=torch.float32)  # [B, H*W]
 
     def spatial_pool(self, x: Tensor) -> Tensor:
-        """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``."""
-        if self.pooling_type == 'att':
-            return attention_pool(x, self.conv_mask(x))  # [B, C, 1, 1]
-        return x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+        """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``
+        (mmcv ``ContextBlock``'s name for it)."""
+        return self.global_context(x)[0][..., None, None]  # [B, C, 1, 1]
 
-    def fusion_terms(
-            self,
-            context: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-        """Per-channel scale (``sigmoid`` of the mul transform) and shift
-        (the add transform) of the context, in fp32 even under autocast.
+    def _fast_path_wins(self, x: Tensor) -> bool:
+        """The memory-lean backward wins on the CPU (measured,
+        ``docs/performance.md``); it is eager-only, so not when tracing."""
+        return x.device.type == 'cpu' and not is_tracing()
 
-        Args:
-            context (Tensor): ``[B, C]``.
-
-        Returns:
-            tuple: ``(scale, shift)``, each ``[B, C]`` or None.
-        """
-        batch, channels = context.shape
-        scale = shift = None
-        with float32_region(context.device.type):
-            for branch in (self.channel_mul_conv, self.channel_add_conv):
-                if branch is None:
-                    continue
-                term = branch(context.to(branch[0].weight.dtype).view(
-                    batch, channels, 1, 1)).view(batch, channels)
-                if branch is self.channel_mul_conv:
-                    scale = torch.sigmoid(term.float())
-                else:
-                    shift = term
-        return scale, shift
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Fuse the transformed global context into every position.
-
-        ``x * sigmoid(T_mul(c)) + T_add(c)`` (the terms present) with the
-        pooled context ``c``; computed by
-        :func:`~mmgc.models.utils.context_fusion.context_fusion`, whose
-        backward makes no full-size temporaries beyond the input gradient.
-
-        Args:
-            x (Tensor): ``[B, C, H, W]``.
-
-        Returns:
-            Tensor: ``[B, C, H, W]``.
-        """
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        """The forward above as one memory-lean autograd function."""
         transform_params = [
             p for branch in (self.channel_add_conv, self.channel_mul_conv)
             if branch is not None for p in branch.parameters()
         ]
         if self.pooling_type == 'att':
-            return context_fusion(x, self.fusion_terms, transform_params,
-                                  self.conv_mask.weight, self.conv_mask.bias)
-        return context_fusion(x, self.fusion_terms, transform_params)
+            return context_fusion(x, self.global_context, self.fusion_terms,
+                                  transform_params, self.conv_mask.weight,
+                                  self.conv_mask.bias)
+        return context_fusion(x, self.global_context, self.fusion_terms,
+                              transform_params)

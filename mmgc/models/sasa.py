@@ -16,32 +16,12 @@ Two registered modules:
 * ``SASABlock`` -- a residual ResNet plugin ``x + W_o(SASA(x))`` with zero
   ``W_o``, identity at initialisation.
 
-Implementation: blocked ("halo") attention, as in timm's ``halo_attn.py``.
-The map is cut into blocks of ``bh x bw`` queries; each block attends to its
-``(bh + k - 1) x (bw + k - 1)`` halo with one fused
-``scaled_dot_product_attention`` call, so keys and values are copied about
-``((b + k - 1) / b)^2`` times (3-4x) instead of ``k^2`` times (49x for an
-unfold implementation). The exact-neighbourhood mask (a query sees only its
-own ``k x k`` window), the out-of-image mask and the relative logits
-``q . r`` are all folded into extra channels of the queries and keys:
-
-* every key gets a one-hot code of its row modulo the halo height (rows of
-  one halo are consecutive, so their codes differ) and of its column modulo
-  the halo width; rows/columns outside the image get an extra "outside"
-  slot. The code depends only on the key's own position, so it is attached
-  once per pixel, and the halo copy then moves whole rows of
-  ``[key | code]`` (values are zero-padded to the same width: the CPU flash
-  kernel wants equal widths);
-* every query gets, for each row slot, its relative logit ``q_h . r_h`` if
-  the key row in that slot of its block's halo lies inside its window and
-  ``-1e30`` otherwise (``-1e30`` always for the outside slot); likewise
-  for columns.
-
-``q_aug . k_aug = q . k + q_h . r_h(row offset) + q_w . r_w(col offset)``
-inside the window and below ``-1e30`` outside, which the softmax turns into
-an exact zero weight. The logits tensor never has to exist, so SDPA's flash
-kernel runs with an additive bias that carries gradients (an explicit
-``attn_mask`` with gradients would fall back to the quadratic kernel).
+``SASAConv.local_attention_reference`` is the formula above in plain torch
+(every query's window unfolded: ``k^2`` copies of the keys and values) --
+the path on every device but the CPU. On the CPU (``impl='auto'``) the same
+output comes from blocked ("halo") attention,
+:mod:`mmgc.models.utils.halo_attention`, which copies keys and values 3-4
+times instead of ``k^2`` times.
 """
 from typing import Optional, Tuple, Union
 
@@ -53,202 +33,41 @@ from torch import Tensor, nn
 
 from .utils import (OwnInitAfterParent, check_choice, check_odd,
                     check_positive_int, to_int_pair, zero_init_last_layer)
-from .utils.precision import float32_region, softmax_attention, to_float32
+from .utils.halo_attention import MASK, choose_block, local_attention
+from .utils.implementation import SelectableImpl
+from .utils.precision import float32_region, to_float32
+
+__all__ = ['SASAConv', 'SASABlock', 'choose_block', 'local_attention']
 
 IntOrPair = Union[int, Tuple[int, int]]
 
-#: Logit of a masked key: ``exp(MASK - max)`` is exactly 0 in fp32, and,
-#: unlike ``-inf``, ``0 * MASK`` stays finite in the backward pass.
-MASK = -1e30
+def stride_pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
+    """``F.avg_pool2d(x, stride, stride, ceil_mode=True)``: the mean of each
+    ``stride`` window, partial windows at the border averaging what they
+    hold.
 
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def choose_block(height: int, width: int, window: Tuple[int, int],
-                 head_dim: int, max_block: int = 16) -> Tuple[int, int]:
-    """Pick the query block ``(bh, bw)`` with the lowest modelled time.
-
-    Per padded query and head, the fused attention works on ``S`` halo keys
-    of ``E`` augmented channels (``S = (bh + kh - 1)(bw + kw - 1)``, ``E =
-    d + S_h + S_w + 2``); copies and per-block overheads fall with the block
-    area ``L = bh * bw``. The model ``S E (1 + 19 / L) + 5600 + 40000 / L``
-    per padded query was fitted (within 5%) to timings on a 2-core CPU for
-    k = 3 and 7 at 50x84 and 25x42; it favours 5x6-ish blocks that tile the
-    map.
+    Under ``torch.compile`` the same values come from sums over the
+    zero-padded map divided by the count of real elements: inductor (torch
+    2.13, CPU) returns a wrong gradient for ``ceil_mode`` pooling with
+    partial windows.
 
     Args:
-        height (int): Map height ``H``.
-        width (int): Map width ``W``.
-        window (tuple[int, int]): Attention window ``(kh, kw)``.
-        head_dim (int): Channels per head ``d``.
-        max_block (int): Largest block side tried. Default: 16.
+        x (Tensor): ``[B, C, H, W]``.
+        stride (tuple[int, int]): ``(sh, sw)``.
 
     Returns:
-        tuple[int, int]: ``(bh, bw)``, each at most the map's side.
+        Tensor: ``[B, C, ceil(H / sh), ceil(W / sw)]``.
     """
-    best = None
-    for bh in range(1, min(height, max_block) + 1):
-        for bw in range(1, min(width, max_block) + 1):
-            halo_h, halo_w = bh + window[0] - 1, bw + window[1] - 1
-            keys, area = halo_h * halo_w, bh * bw
-            channels = head_dim + halo_h + halo_w + 2
-            per_query = (keys * channels * (1 + 19 / area) + 5600 +
-                         40000 / area)
-            padded = _ceil_div(height, bh) * bh * _ceil_div(width, bw) * bw
-            cost = padded * per_query
-            if best is None or cost < best[0]:
-                best = (cost, (bh, bw))
-    return best[1]
-
-
-def _key_codes(size: int, pad_before: int, total: int, period: int,
-               dtype: torch.dtype, device: torch.device) -> Tensor:
-    """One-hot code of every row (or column) of the padded key map: slot
-    ``y mod period`` for image rows, the extra slot ``period`` for padding.
-
-    ``period`` is the halo size, so the rows of any one halo (consecutive
-    padded rows) get distinct slots. ``[total, period + 1]``.
-    """
-    coord = torch.arange(total, device=device)  # padded coordinate
-    inside = (coord >= pad_before) & (coord < pad_before + size)
-    slot = torch.where(inside, coord % period,
-                       torch.full_like(coord, period))
-    return F.one_hot(slot, period + 1).to(dtype)  # [total, period+1]
-
-
-def _query_slot_index(n_blocks: int, block: int, window: int,
-                      device: torch.device) -> Tensor:
-    """For each block, query row ``i`` in it and key slot ``m`` (see
-    :func:`_key_codes`): the index of the relative logit of the key row in
-    that slot, ``0 .. window-1``, or ``window`` (the masked logit) if the
-    row is outside the query's window or the slot is the padding slot.
-
-    The halo of block ``n`` starts at padded row ``n * block``; slot ``m``
-    holds its row ``(m - n * block) mod period``, whose offset from query
-    row ``i`` is that minus ``i``. ``[n_blocks, block, period + 1]``.
-    """
-    period = block + window - 1
-    slot = torch.arange(period + 1, device=device)
-    halo_row = (slot[None, None, :] -
-                torch.arange(n_blocks, device=device)[:, None, None] *
-                block) % period  # [n_blocks, 1, period+1]
-    offset = halo_row - torch.arange(block, device=device)[None, :, None]
-    valid = (offset >= 0) & (offset < window) & (slot < period)
-    return torch.where(valid, offset, torch.full_like(offset, window))
-
-
-def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
-                    num_heads: int,
-                    block: Optional[Tuple[int, int]] = None) -> Tensor:
-    """Masked local self-attention by blocked (halo) fused attention.
-
-    Args:
-        qkv (Tensor): Queries, keys and values concatenated on the channel
-            dim, channels last: ``[B, H, W, 3C]``.
-        rel_h (Tensor): Row-offset embeddings ``[kh, d/2]`` (``d = C /
-            num_heads``; offsets ``-kh//2 .. kh//2``).
-        rel_w (Tensor): Column-offset embeddings ``[kw, d/2]``.
-        num_heads (int): Number of heads.
-        block (tuple[int, int], optional): Query block ``(bh, bw)``;
-            default: :func:`choose_block`.
-
-    Returns:
-        Tensor: ``[B, H, W, C]`` (channels last), dtype of ``qkv``;
-        computed in fp32.
-    """
-    batch, height, width, channels3 = qkv.shape
-    channels = channels3 // 3
-    head_dim, half = channels // num_heads, channels // num_heads // 2
-    win_h, win_w = rel_h.shape[0], rel_w.shape[0]
-    if block is None:
-        block = choose_block(height, width, (win_h, win_w), head_dim)
-    bh, bw = min(block[0], height), min(block[1], width)
-    nbh, nbw = _ceil_div(height, bh), _ceil_div(width, bw)
-    pad_h, pad_w = nbh * bh - height, nbw * bw - width
-    halo_h, halo_w = bh + win_h - 1, bw + win_w - 1
-    slots_h, slots_w = halo_h + 1, halo_w + 1
-    dim = head_dim + slots_h + slots_w  # augmented query/key width E
-    rad_h, rad_w = win_h // 2, win_w // 2
-    out_dtype, device = qkv.dtype, qkv.device
-
-    with float32_region(device.type):
-        qkv = to_float32(qkv)
-        rel_h, rel_w = to_float32(rel_h), to_float32(rel_w)
-        dtype = qkv.dtype
-
-        # Keys and values, per pixel of the padded map, with the key codes
-        # appended (values: zeros), [B, Hp+kh-1, Wp+kw-1, 2, heads, E]. The
-        # halo copy below then moves whole rows of this layout.
-        kv = qkv.new_empty(batch, nbh * bh + win_h - 1, nbw * bw + win_w - 1,
-                           2, num_heads, dim)
-        content = kv[..., :head_dim]
-        content[:, rad_h:rad_h + height, rad_w:rad_w + width] = qkv[
-            ..., channels:].view(batch, height, width, 2, num_heads,
-                                 head_dim)
-        content[:, :rad_h] = 0  # padding: finite, masked by its code
-        content[:, rad_h + height:] = 0
-        content[:, rad_h:rad_h + height, :rad_w] = 0
-        content[:, rad_h:rad_h + height, rad_w + width:] = 0
-        kv[..., 0, :, head_dim:head_dim + slots_h] = _key_codes(
-            height, rad_h, kv.shape[1], halo_h, dtype,
-            device)[:, None, None, :]  # [Ht, 1, 1, Mh]
-        kv[..., 0, :, head_dim + slots_h:] = _key_codes(
-            width, rad_w, kv.shape[2], halo_w, dtype,
-            device)[None, :, None, :]  # [1, Wt, 1, Mw]
-        kv[..., 1, :, head_dim:] = 0
-        del content
-        kv = kv.unfold(1, halo_h, bh).unfold(
-            2, halo_w, bw)  # [B, nbh, nbw, 2, heads, E, halo_h, halo_w]
-        kv = kv.permute(0, 1, 2, 6, 7, 3, 4, 5).reshape(
-            batch * nbh * nbw, halo_h * halo_w, 2, num_heads,
-            dim)  # [B*nb, S, 2, heads, E]
-
-        # Queries in blocks, [B, nbh, nbw, bh, bw, heads, E]: content, then
-        # for every key slot its relative logit or MASK.
-        query = qkv[..., :channels]  # [B, H, W, C]
-        if pad_h or pad_w:
-            query = F.pad(query, (0, 0, 0, pad_w, 0, pad_h))  # [B, Hp, Wp, C]
-        query = query.reshape(batch, nbh, bh, nbw, bw, num_heads, head_dim)
-        query_aug = qkv.new_empty(batch, nbh, nbw, bh, bw, num_heads, dim)
-        query_aug[..., :head_dim] = query.permute(0, 1, 3, 2, 4, 5, 6)
-        # Relative logits for every window offset, plus one masked column
-        # for rows and one for columns: [..., kh + 1 + kw + 1].
-        table = qkv.new_zeros(head_dim, win_h + win_w + 2)
-        table[:half, :win_h] = rel_h.t()
-        table[half:, win_h + 1:win_h + 1 + win_w] = rel_w.t()
-        bias = qkv.new_zeros(win_h + win_w + 2)
-        bias[win_h] = bias[-1] = MASK
-        rel_logits = torch.addmm(bias, query.reshape(-1, head_dim), table)
-        rel_logits = rel_logits.view(
-            batch, nbh, bh, nbw, bw, num_heads,
-            -1).permute(0, 1, 3, 2, 4, 5, 6)  # [B, nbh, nbw, bh, bw, h, R]
-        index_h = _query_slot_index(nbh, bh, win_h, device)
-        index_w = _query_slot_index(nbw, bw, win_w, device) + win_h + 1
-        index = torch.cat([
-            index_h[:, None, :, None, None, :].expand(
-                nbh, nbw, bh, bw, 1, slots_h),
-            index_w[None, :, None, :, None, :].expand(
-                nbh, nbw, bh, bw, 1, slots_w)
-        ], dim=-1)  # [nbh, nbw, bh, bw, 1, Mh + Mw]
-        query_aug[..., head_dim:] = torch.gather(
-            rel_logits, -1, index.expand(*query_aug.shape[:-1], -1))
-
-        n_blk = batch * nbh * nbw
-        out = softmax_attention(
-            query_aug.view(n_blk, bh * bw, num_heads, dim).transpose(1, 2),
-            kv[:, :, 0].transpose(1, 2),  # [B*nb, heads, S, E]
-            kv[:, :, 1].transpose(1, 2),
-            scale=head_dim**-0.5)  # [B*nb, heads, bh*bw, E]
-        out = out.transpose(1, 2).reshape(
-            batch, nbh, nbw, bh, bw, num_heads,
-            dim)[..., :head_dim]  # [B, nbh, nbw, bh, bw, heads, d]
-        out = out.permute(0, 1, 3, 2, 4, 5, 6).reshape(
-            batch, nbh * bh, nbw * bw, channels)  # [B, Hp, Wp, C]
-        if pad_h or pad_w:
-            out = out[:, :height, :width]  # [B, H, W, C]
-    return out.to(out_dtype)
+    if not torch.compiler.is_compiling():
+        return F.avg_pool2d(x, stride, stride, ceil_mode=True)
+    height, width = x.shape[-2:]
+    pad = (0, -width % stride[1], 0, -height % stride[0])
+    sums = F.avg_pool2d(F.pad(x, pad), stride, stride,
+                        divisor_override=1)  # [B, C, H/s, W/s]
+    counts = F.avg_pool2d(F.pad(x.new_ones(1, 1, height, width), pad),
+                          stride, stride,
+                          divisor_override=1)  # [1, 1, H/s, W/s]
+    return sums / counts
 
 
 def _check_heads(name: str, channels: int, num_heads: int,
@@ -270,7 +89,7 @@ def _check_heads(name: str, channels: int, num_heads: int,
 
 
 @MODELS.register_module('SASAConv')
-class SASAConv(BaseModule):
+class SASAConv(SelectableImpl, BaseModule):
     """Local self-attention layer usable wherever a spatial conv is built.
 
     ``build_conv_layer(dict(type='SASAConv', num_heads=8), in_ch, out_ch,
@@ -303,9 +122,14 @@ class SASAConv(BaseModule):
             mmdet's ``Bottleneck`` with ``dcn=dict(type='SASAConv',
             window_size=7)`` -- can get a 7x7 window. Default: ``None``.
         block_size (int | tuple[int, int], optional): Query block of the
-            halo implementation; default: chosen per input size by
-            :func:`choose_block`. Affects speed and memory only.
+            halo implementation (the CPU path); default: chosen per input
+            size by :func:`choose_block`. Affects speed and memory only.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     def __init__(self,
@@ -387,17 +211,74 @@ class SASAConv(BaseModule):
         channels_last = (x.dim() == 4 and not x.is_contiguous()
                          and x.is_contiguous(
                              memory_format=torch.channels_last))
-        qkv = self._project_qkv(x)  # [B, H, W, 3*C_out]
-        out = local_attention(qkv, self.rel_h, self.rel_w, self.num_heads,
-                              self.block_size)  # [B, H, W, C_out]
-        out = out.permute(0, 3, 1, 2)  # [B, C_out, H, W], NHWC strides
+        if self.use_fast_path(x):
+            qkv = self._project_qkv(x)  # [B, H, W, 3*C_out]
+            out = local_attention(qkv, self.rel_h, self.rel_w,
+                                  self.num_heads,
+                                  self.block_size)  # [B, H, W, C_out]
+            out = out.permute(0, 3, 1, 2)  # [B, C_out, H, W], NHWC strides
+        else:
+            out = self.local_attention_reference(x)  # [B, C_out, H, W]
         if self.stride != (1, 1):
-            out = F.avg_pool2d(out, self.stride, self.stride,
-                               ceil_mode=True)  # [B, C_out, H/s, W/s]
+            out = stride_pool(out, self.stride)  # [B, C_out, H/s, W/s]
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
         return out.contiguous(memory_format=torch.channels_last
                               if channels_last else torch.contiguous_format)
+
+    def local_attention_reference(self, x: Tensor) -> Tensor:
+        """``y_ij = sum_ab softmax_ab(q_ij . (k_ab + r_(a-i, b-j)) / sqrt(d))
+        v_ab`` over each query's ``kh x kw`` window, written out: every
+        window unfolded (``k^2`` copies of keys and values), keys outside
+        the image masked. Softmax in fp32 even under autocast.
+
+        Args:
+            x (Tensor): ``[B, C_in, H, W]``.
+
+        Returns:
+            Tensor: ``[B, C_out, H, W]``, dtype of the projection.
+        """
+        batch, _, height, width = x.shape
+        heads, dim, half = self.num_heads, self.head_dim, self.head_dim // 2
+        (win_h, win_w), positions = self.window_size, height * width
+        padding = (win_h // 2, win_w // 2)
+        qkv = self.qkv(x)  # [B, 3*C_out, H, W]
+        out_dtype = qkv.dtype
+        with float32_region(x.device.type):
+            query, key, value = to_float32(qkv).chunk(
+                3, dim=1)  # [B, C_out, H, W] each
+
+            def windows(t: Tensor) -> Tensor:
+                return F.unfold(t, (win_h, win_w), padding=padding).view(
+                    batch, heads, dim, win_h * win_w,
+                    positions)  # [B, heads, d, kh*kw, H*W]
+
+            rel = torch.cat([
+                to_float32(self.rel_h)[:, None].expand(win_h, win_w, half),
+                to_float32(self.rel_w)[None].expand(win_h, win_w, half)
+            ], dim=2).view(win_h * win_w, dim).t()  # [d, kh*kw], r_(a, b)
+            query = query.reshape(batch, heads, dim, 1,
+                                  positions)  # [B, heads, d, 1, H*W]
+            logits = (query * (windows(key) + rel[..., None])).sum(
+                2) * dim**-0.5  # [B, heads, kh*kw, H*W]
+            outside = F.unfold(x.new_ones(1, 1, height, width),
+                               (win_h, win_w), padding=padding).view(
+                                   win_h * win_w,
+                                   positions) == 0  # [kh*kw, H*W]
+            weights = torch.softmax(logits.masked_fill(outside, MASK),
+                                    dim=2)  # [B, heads, kh*kw, H*W]
+            out = (weights.unsqueeze(2) * windows(value)).sum(
+                3)  # [B, heads, d, H*W]
+        return out.view(batch, heads * dim, height, width).to(
+            out_dtype)  # [B, C_out, H, W]
+
+    def _fast_path_wins(self, x: Tensor) -> bool:
+        """Halo attention wins on the CPU (measured,
+        ``docs/performance.md``); elsewhere not measured yet. Not under
+        ``torch.compile``: compiled by inductor (torch 2.13, CPU) its
+        forward is right but its gradients are not."""
+        return (x.device.type == 'cpu'
+                and not torch.compiler.is_compiling())
 
     def _project_qkv(self, x: Tensor) -> Tensor:
         """Queries, keys and values of ``x`` ``[B, C_in, H, W]``, channels

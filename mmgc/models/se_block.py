@@ -4,12 +4,9 @@ squeeze: global average pool -> excite: ``FC(C -> C*ratio)``, ReLU,
 ``FC(C*ratio -> C)``, sigmoid -> fuse: channel-wise multiply.
 
 Submodule names (``conv1.conv``, ``conv2.conv``) follow mmdet's ``SELayer``,
-so its state dicts load unchanged. The block is memory-bound (about one
-FLOP per byte of the feature map): the forward pass is one mean and one
-broadcast multiply, and the backward pass (shared with GC,
-:func:`~mmgc.models.utils.context_fusion.context_fusion`) is one
-per-channel dot product and one fused affine pass, where autograd's
-composition of mean and multiply makes several full-size temporaries.
+so its state dicts load unchanged. ``squeeze``, ``excite`` and ``forward``
+below are the three steps; the CPU fast path (shared with GC) is
+:mod:`mmgc.models.utils.context_fusion`.
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -18,16 +15,17 @@ from mmengine.model import BaseModule
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from .utils import (check_positive, check_positive_int,
+from .utils import (SelectableImpl, check_positive, check_positive_int,
                     check_reduced_channels)
 from .utils.context_fusion import context_fusion
+from .utils.implementation import is_tracing
 from .utils.precision import float32_region
 
 ActCfg = Union[dict, Sequence[dict]]
 
 
 @MODELS.register_module()
-class SEBlock(BaseModule):
+class SEBlock(SelectableImpl, BaseModule):
     """Squeeze-and-excitation: rescale channels by a gate computed from the
     global average of the map.
 
@@ -47,6 +45,11 @@ class SEBlock(BaseModule):
             second FC; one dict is used for both. Default:
             ``(dict(type='ReLU'), dict(type='Sigmoid'))``.
         init_cfg (dict, optional): mmengine initialisation config.
+
+    Attributes:
+        impl (str): ``'auto'`` (default), ``'reference'`` or ``'fused'``:
+            the path ``forward`` runs; see
+            :mod:`mmgc.models.utils.implementation`.
     """
 
     _abbr_ = 'se_block'
@@ -77,25 +80,42 @@ class SEBlock(BaseModule):
         self.conv2 = ConvModule(
             hidden, in_channels, 1, conv_cfg=conv_cfg, act_cfg=act_cfg[1])
 
+    def squeeze(self, x: Tensor) -> Tuple[Tensor, None]:
+        """Squeeze: ``s = mean_hw x``, the channel means.
+
+        Args:
+            x (Tensor): ``[B, C, H, W]``.
+
+        Returns:
+            tuple: ``s`` ``[B, C]`` (dtype of ``x``) and no attention
+            weights (the pooling signature shared with GC).
+        """
+        return x.mean(dim=(2, 3)), None  # [B, C]
+
     def excite(self, squeeze: Tensor) -> Tuple[Tensor, None]:
-        """Channel gate of the channel means, in fp32 even under autocast.
+        """Excitation: ``g = sigmoid(W_2 ReLU(W_1 s))`` (the configured
+        activations), in fp32 even under autocast.
 
         Args:
             squeeze (Tensor): ``[B, C]`` channel means.
 
         Returns:
-            tuple: the ``[B, C]`` gate (sigmoid output by default) as the
-            fusion's scale, and no shift.
+            tuple: the ``[B, C]`` gate as the fusion's scale, and no shift.
         """
         batch, channels = squeeze.shape
         with float32_region(squeeze.device.type):
             squeeze = squeeze.to(self.conv1.conv.weight.dtype).view(
-                batch, channels, 1, 1)
+                batch, channels, 1, 1)  # [B, C, 1, 1]
             gate = self.conv2(self.conv1(squeeze))  # [B, C, 1, 1]
-        return gate.view(batch, channels), None
+        return gate.view(batch, channels), None  # [B, C]
 
     def forward(self, x: Tensor) -> Tensor:
-        """Rescale every channel of ``x`` by its gate.
+        """Scale: ``y = x * g`` per channel.
+
+        On the CPU (``impl='auto'``) the same formula runs as
+        :func:`~mmgc.models.utils.context_fusion.context_fusion` (one
+        per-channel dot product and one fused affine pass in the backward);
+        ``impl='reference'`` always runs the code below.
 
         Args:
             x (Tensor): ``[B, C, H, W]``.
@@ -103,4 +123,16 @@ class SEBlock(BaseModule):
         Returns:
             Tensor: ``[B, C, H, W]``, dtype and memory format of ``x``.
         """
-        return context_fusion(x, self.excite, list(self.parameters()))
+        if self.use_fast_path(x):
+            return context_fusion(x, self.squeeze, self.excite,
+                                  list(self.parameters()))
+        batch, channels = x.shape[:2]
+        squeeze, _ = self.squeeze(x)  # [B, C]
+        gate, _ = self.excite(squeeze)  # [B, C]
+        return x * gate.to(x.dtype).view(batch, channels, 1,
+                                         1)  # [B, C, H, W]
+
+    def _fast_path_wins(self, x: Tensor) -> bool:
+        """The memory-lean backward wins on the CPU (measured,
+        ``docs/performance.md``); it is eager-only, so not when tracing."""
+        return x.device.type == 'cpu' and not is_tracing()

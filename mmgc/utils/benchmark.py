@@ -71,6 +71,23 @@ def reexec_with_malloc_env(threads: Optional[int] = None) -> None:
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def cpu_model() -> str:
+    """The CPU's model name and logical core count, from ``/proc/cpuinfo``
+    (Linux), or ``platform.processor()`` elsewhere; every timing table
+    names it, since ratios differ between CPUs."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            lines = f.read().splitlines()
+        names = [line.split(':', 1)[1].strip() for line in lines
+                 if line.startswith('model name')]
+        if names:
+            return f'{names[0]} ({len(names)} logical cores)'
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or 'unknown CPU'
+
+
 def prepare_process(threads: int) -> None:
     """Re-execute with :data:`MALLOC_ENV` if needed, then use ``threads``
     intra-op threads.

@@ -8,7 +8,8 @@ the same thread count, so tables from different machines compare:
 * ``conv3x3``: a 3x3 convolution of the same width (the layer SASA
   replaces);
 * mmcv's ``ContextBlock`` / ``NonLocal2d`` and mmdet's ``SELayer`` with the
-  same weights, and a naive unfold SASA (``k^2`` copies of keys/values).
+  same weights, and a naive unfold SASA (``k^2`` copies of keys/values:
+  ``SASAConv``'s reference path).
 
 Method: ``--threads`` intra-op threads (default 2), one warm-up run, then
 the minimum of ``--repeats`` runs. Forward is timed under ``no_grad``;
@@ -21,6 +22,16 @@ itself with a high ``MALLOC_MMAP_THRESHOLD_`` so that timings measure the
 kernels rather than page faults (:mod:`mmgc.utils.benchmark` has the
 details; ``benchmark.py`` measures whole detectors the same way).
 
+Op counts (always printed first, instant): aten ops dispatched by one
+forward+backward on the ``meta`` device (:mod:`mmgc.utils.op_count`), the
+launch budget of a GPU, for each block next to its reference; goal <= 1.5x.
+
+``--device cuda`` times on the GPU (synchronised; memory from torch's
+allocator) and ``--amp`` runs everything under autocast (fp16 on CUDA,
+bf16 on the CPU). ``--impl`` forces a path of the mmgc blocks (default
+``auto``: the one a user gets on that device). The header names the CPU
+(``/proc/cpuinfo``) and GPU the figures belong to.
+
 Levels (an 800x1333 image): c3 = 512ch 100x168, c4 = 1024ch 50x84,
 c5 = 2048ch 25x42, batch ``--batch`` (default 2). Non-local is measured at
 N = 16800 positions (c3, batch 1) and N = 4200 (c4); SASA (k=7, 8 heads) at
@@ -30,8 +41,11 @@ Example::
 
     python tools/analysis_tools/benchmark_blocks.py            # full run
     python tools/analysis_tools/benchmark_blocks.py --quick --blocks gc se
+    python tools/analysis_tools/benchmark_blocks.py --ops-only   # op counts
+    python tools/analysis_tools/benchmark_blocks.py --device cuda --amp
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -47,6 +61,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--quick', action='store_true',
                         help='c3 only, NL at N=4200 only, 2 repeats')
+    parser.add_argument('--device', default='cpu',
+                        help="'cpu' (default) or 'cuda' / 'cuda:N'")
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: fp16 on CUDA, bf16 on the CPU')
+    parser.add_argument('--impl', default='auto',
+                        choices=['auto', 'reference', 'fused'],
+                        help="path of the mmgc blocks (default 'auto')")
+    parser.add_argument('--ops-only', action='store_true',
+                        help='print the op-count table only')
     parser.add_argument(
         '--nl-ref-backward', action='store_true',
         help='also run mmcv NonLocal2d forward+backward at N=16800 '
@@ -58,7 +81,6 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from mmcv.cnn.bricks import ContextBlock, NonLocal2d  # noqa: E402
 from mmdet.models.layers import SELayer  # noqa: E402
 
@@ -66,10 +88,16 @@ from mmgc.models.gc_block import GCBlock  # noqa: E402
 from mmgc.models.nl_block import NLBlock  # noqa: E402
 from mmgc.models.sasa import SASAConv  # noqa: E402
 from mmgc.models.se_block import SEBlock  # noqa: E402
-from mmgc.utils.benchmark import (min_time, peak_extra_bytes,  # noqa: E402
-                                  prepare_process)
+from mmgc.models.utils import set_impl  # noqa: E402
+from mmgc.utils.benchmark import (cpu_model, min_time,  # noqa: E402
+                                  peak_extra_bytes, prepare_process)
+from mmgc.utils.op_count import OP_GOAL, block_op_counts  # noqa: E402
 
 LEVELS = {'c3': (512, 100, 168), 'c4': (1024, 50, 84), 'c5': (2048, 25, 42)}
+#: (label, channels, height, width, batch or None for --batch) of NL.
+NL_CASES = [('N=16800 c3', 512, 100, 168, 1), ('N=4200 c4', 1024, 50, 84,
+                                                None)]
+SASA_INPUT = (256, 50, 84)  # channels, height, width (c4)
 Fn = Callable[[], object]
 
 
@@ -80,9 +108,14 @@ class Measure:
     def __init__(self, module: Optional[torch.nn.Module], x: torch.Tensor,
                  repeats: int, backward: bool = True,
                  forward_fn: Optional[Callable] = None) -> None:
-        call = forward_fn or module
+        plain_call = forward_fn or module
         x_grad = x.detach().clone().requires_grad_()
         grad_out = None  # the upstream gradient, made once (not timed)
+        device = str(x.device)
+
+        def call(t):
+            with autocast(x.device.type):
+                return plain_call(t)
 
         def forward():
             with torch.no_grad():
@@ -100,17 +133,38 @@ class Measure:
                     p.grad = None
             return out
 
-        self.fwd = min_time(forward, repeats)
-        self.fwd_mem = peak_extra_bytes(forward)
+        self.fwd = min_time(forward, repeats, device=device)
+        self.fwd_mem = peak_extra_bytes(forward, device=device)
         self.fb = self.fb_mem = None
         if backward:
-            self.fb = min_time(forward_backward, repeats)
-            self.fb_mem = peak_extra_bytes(forward_backward)
+            self.fb = min_time(forward_backward, repeats, device=device)
+            self.fb_mem = peak_extra_bytes(forward_backward, device=device)
+
+
+#: Autocast dtype per device type, set by ``--amp`` (None: no autocast).
+AMP: Dict[str, torch.dtype] = {}
+
+
+def autocast(device_type: str):
+    """``torch.autocast`` with the ``--amp`` dtype, or a no-op."""
+    dtype = AMP.get(device_type)
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
 
 def copy_time(x: torch.Tensor, repeats: int) -> float:
     dst = torch.empty_like(x)
-    return min_time(lambda: dst.copy_(x), repeats)
+    return min_time(lambda: dst.copy_(x), repeats, device=str(x.device))
+
+
+def gemm_rate(device: str, repeats: int, size: int = 2048) -> float:
+    """Measured matmul rate, FLOP/s (fp32, or the ``--amp`` dtype), of a
+    ``size``-cube product on ``device``: the bound that exact attention
+    (NL) cannot beat."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    with autocast(a.device.type):
+        seconds = min_time(lambda: a @ b, repeats, device=device)
+    return 2 * size**3 / seconds
 
 
 # ------------------------------------------------------------- references
@@ -119,32 +173,6 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-
-
-def naive_unfold_sasa(layer: SASAConv, x: torch.Tensor) -> torch.Tensor:
-    """The common SASA implementation: unfold keys and values over the
-    ``k x k`` window (``k^2`` copies each), masked softmax, weighted sum."""
-    b, _, h, w = x.shape
-    heads, d = layer.num_heads, layer.head_dim
-    kh, kw = layer.window_size
-    q, k, v = F.conv2d(x, layer.qkv.weight).chunk(3, dim=1)
-
-    def windows(t):  # [B, heads, d, k*k, H*W]
-        return F.unfold(t, (kh, kw), padding=(kh // 2, kw // 2)).view(
-            b, heads, d, kh * kw, h * w)
-
-    inside = F.unfold(x.new_ones(1, 1, h, w), (kh, kw),
-                      padding=(kh // 2, kw // 2)).view(kh * kw, h * w) > 0
-    rel = torch.cat([
-        layer.rel_h[:, None].expand(kh, kw, d // 2),
-        layer.rel_w[None].expand(kh, kw, d // 2)
-    ], -1).reshape(kh * kw, d)
-    q = q.reshape(b, heads, d, h * w) * d**-0.5
-    logits = torch.einsum('bhdn,bhdkn->bhkn', q, windows(k)) + torch.einsum(
-        'bhdn,kd->bhkn', q, rel)
-    attn = logits.masked_fill(~inside, float('-inf')).softmax(dim=2)
-    out = torch.einsum('bhkn,bhdkn->bhdn', attn, windows(v))
-    return out.reshape(b, -1, h, w)
 
 
 # ------------------------------------------------------------------ tables
@@ -194,8 +222,9 @@ def goal(text: str, ok: bool, detail: str) -> None:
     GOALS.append((text, ok, detail))
 
 
-def _shape(x: torch.Tensor) -> str:
-    return 'x'.join(str(s) for s in x.shape)
+def _shape(x) -> str:
+    """``'2x512x100x168'`` for a tensor or a shape."""
+    return 'x'.join(str(s) for s in getattr(x, 'shape', x))
 
 
 # ---------------------------------------------------------------- the runs
@@ -203,7 +232,7 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
     rows: List[Row] = []
     for level in levels:
         c, h, w = LEVELS[level]
-        x = torch.randn(args.batch, c, h, w)
+        x = torch.randn(args.batch, c, h, w, device=args.device)
         unit = copy_time(x, args.repeats)
         if kind == 'gc':
             ref_mod = ContextBlock(c, ratio=1 / 16)
@@ -215,6 +244,8 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
             ref_name, ours_name = 'mmdet SELayer', 'SEBlock r16'
         randomize_(ref_mod)
         ours.load_state_dict(ref_mod.state_dict())
+        ref_mod.to(args.device)
+        set_impl(ours.to(args.device), args.impl)
         ref = Measure(ref_mod, x, args.repeats)
         m = Measure(ours, x, args.repeats)
         common = dict(input=f'{level} {_shape(x)}', unit=unit,
@@ -235,8 +266,8 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
             goal('SE c3 fwd+bwd <= 4x copy_', m.fb <= 4 * unit,
                  f'{m.fb / unit:.2f}x')
         del x
-    print_table(f'{kind.upper()} (batch {args.batch}, {args.threads} '
-                f'threads)', rows, 'copy_')
+    print_table(f'{kind.upper()} (batch {args.batch}, {_where(args)})',
+                rows, 'copy_')
 
 
 class _CopyRow:
@@ -248,17 +279,20 @@ class _CopyRow:
 
 def bench_nl(args) -> None:
     rows: List[Row] = []
-    configs = [('N=4200 c4', 1024, 50, 84, args.batch)]
-    if not args.quick:
-        configs.insert(0, ('N=16800 c3', 512, 100, 168, 1))
+    configs = [(label, c, h, w, batch or args.batch)
+               for label, c, h, w, batch in NL_CASES
+               if not (args.quick and batch == 1)]
+    rate = gemm_rate(args.device, args.repeats)
     for label, c, h, w, batch in configs:
-        x = torch.randn(batch, c, h, w)
+        x = torch.randn(batch, c, h, w, device=args.device)
         unit = copy_time(x, args.repeats)
         ref_mod = NonLocal2d(c)
         randomize_(ref_mod)
         ours = NLBlock(c)
         ours.load_state_dict(ref_mod.state_dict())
-        big = h * w > 10000
+        ref_mod.to(args.device)
+        set_impl(ours.to(args.device), args.impl)
+        big = batch == 1  # N = 16800: mmcv's backward needs ~8 GB
         repeats = min(args.repeats, 3) if big else args.repeats
         ref = Measure(ref_mod, x, repeats,
                       backward=not big or args.nl_ref_backward)
@@ -269,9 +303,13 @@ def bench_nl(args) -> None:
                          m=_CopyRow(unit), **common))
         rows.append(dict(name='mmcv NonLocal2d', m=ref, **common))
         rows.append(dict(name='NLBlock', m=m, ref=ref, **common))
+        # the two attention matmuls, N x N x Ci each way, per image
+        bound = batch * 4 * (h * w)**2 * ours.inter_channels / rate
         if big:
-            goal('NL N=16800 fwd >= 3x faster than mmcv NonLocal2d',
-                 ref.fwd >= 3 * m.fwd, f'{ref.fwd / m.fwd:.2f}x faster')
+            goal('NL N=16800 fwd within 1.3x of its two attention matmuls '
+                 f'at the measured GEMM rate ({rate / 1e9:.0f} GFLOP/s: '
+                 f'{bound * 1e3:.0f} ms)', m.fwd <= 1.3 * bound,
+                 f'{m.fwd / bound:.2f}x')
             goal('NL N=16800 extra memory < 100 MB (fwd; f+b shown)',
                  m.fwd_mem < 100 * 2**20,
                  f'{m.fwd_mem / 2**20:.0f} MB fwd, '
@@ -282,20 +320,21 @@ def bench_nl(args) -> None:
                  m.fwd <= ref.fwd and m.fb <= ref.fb,
                  f'{m.fwd / ref.fwd:.2f}x, {m.fb / ref.fb:.2f}x')
         del x
-    print_table(f'NL embedded_gaussian ({args.threads} threads)', rows,
-                'copy_')
+    print_table(f'NL embedded_gaussian ({_where(args)})', rows, 'copy_')
 
 
 def bench_sasa(args) -> None:
-    c, h, w = 256, 50, 84
-    x = torch.randn(args.batch, c, h, w)
+    c, h, w = SASA_INPUT
+    x = torch.randn(args.batch, c, h, w, device=args.device)
     unit = copy_time(x, args.repeats)
-    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(args.device)
     ref_conv = Measure(conv, x, args.repeats)
-    ours = SASAConv(c, c, 7, num_heads=8)
+    ours = SASAConv(c, c, 7, num_heads=8).to(args.device)
+    set_impl(ours, args.impl)
     m = Measure(ours, x, args.repeats)
-    naive = Measure(ours, x, max(1, min(args.repeats, 3)),
-                    forward_fn=lambda t: naive_unfold_sasa(ours, t))
+    naive_layer = copy.deepcopy(ours)
+    set_impl(naive_layer, 'reference')  # the plain unfold local attention
+    naive = Measure(naive_layer, x, max(1, min(args.repeats, 3)))
     common = dict(input=f'c4 {_shape(x)}', unit=ref_conv.fwd,
                   map_bytes=x.numel() * 4)
     rows = [
@@ -304,8 +343,8 @@ def bench_sasa(args) -> None:
         dict(name='naive unfold SASA', m=naive, ref=ref_conv, **common),
         dict(name='SASAConv k7 (ref: naive)', m=m, ref=naive, **common),
     ]
-    print_table(f'SASA k=7, 8 heads ({args.threads} threads; unit = '
-                f'conv3x3 fwd)', rows, 'conv3x3')
+    print_table(f'SASA k=7, 8 heads ({_where(args)}; unit = conv3x3 fwd)',
+                rows, 'conv3x3')
     goal('SASA fwd <= 2x conv3x3', m.fwd <= 2 * ref_conv.fwd,
          f'{m.fwd / ref_conv.fwd:.2f}x (f+b {m.fb / ref_conv.fb:.2f}x '
          f'conv f+b)')
@@ -316,24 +355,63 @@ def bench_sasa(args) -> None:
          f'{naive.fwd_mem / (x.numel() * 4):.1f}x fwd)')
 
 
+# --------------------------------------------------------------- op counts
+def print_op_counts() -> None:
+    print('\n### Op count: aten ops of one forward+backward on the meta '
+          'device (GPU launch budget)\n')
+    print('| block, input | reference | ref ops | mmgc auto (GPU path) | '
+          'ratio | mmgc fused | ratio |')
+    print('|---|---|---|---|---|---|---|')
+    for row in block_op_counts():
+        ref_ops, ours = row['reference_ops'], row['ops']
+        print(f'| {row["name"]} {_shape(row["shape"])} | {row["reference"]} '
+              f'| {ref_ops} | {ours["auto"]} | {ours["auto"] / ref_ops:.2f}x '
+              f'| {ours["fused"]} | {ours["fused"] / ref_ops:.2f}x |')
+        goal(f'{row["name"]} ops <= {OP_GOAL}x {row["reference"]} (auto '
+             f'path)', ours['auto'] <= OP_GOAL * ref_ops,
+             f'{ours["auto"]} / {ref_ops} = {ours["auto"] / ref_ops:.2f}x')
+    sys.stdout.flush()
+
+
+def _where(args) -> str:
+    amp = f', autocast {AMP[torch.device(args.device).type]}' if AMP else ''
+    if args.device.startswith('cuda'):
+        return f'{torch.cuda.get_device_name(args.device)}{amp}'
+    return f'{args.threads} threads{amp}'
+
+
 def main() -> None:
     args = parse_args()
     prepare_process(args.threads)
     torch.manual_seed(0)
+    device_type = torch.device(args.device).type
+    if device_type == 'cuda' and not torch.cuda.is_available():
+        sys.exit(f'--device {args.device}: torch {torch.__version__} sees '
+                 f'no CUDA device')
+    if args.amp:
+        AMP[device_type] = (torch.float16
+                            if device_type == 'cuda' else torch.bfloat16)
     if args.quick:
         args.repeats = min(args.repeats, 2)
     levels = ['c3'] if args.quick else ['c3', 'c4', 'c5']
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+    print(f'CPU: {cpu_model()}; torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads, device {args.device}'
+          + (f' ({torch.cuda.get_device_name(args.device)})'
+             if device_type == 'cuda' else '')
+          + f', impl {args.impl}, amp {AMP.get(device_type)}, '
           f'batch {args.batch}, min of {args.repeats} runs, '
           f'MALLOC_MMAP_THRESHOLD_={os.environ.get("MALLOC_MMAP_THRESHOLD_")}')
-    for kind in args.blocks:
+    print_op_counts()
+    for kind in ([] if args.ops_only else args.blocks):
         if kind in ('gc', 'se'):
             bench_gc_se(kind, levels, args)
         elif kind == 'nl':
             bench_nl(args)
         else:
             bench_sasa(args)
-    print('\n### Goals\n')
+    print(f'\n### Goals ({cpu_model()}'
+          + (f', {torch.cuda.get_device_name(args.device)}'
+             if device_type == 'cuda' else '') + ')\n')
     for text, ok, detail in GOALS:
         print(f'- [{"x" if ok else " "}] {text}: {detail}')
 

@@ -1,25 +1,20 @@
-"""Global-context fusion with a hand-written, memory-lean backward.
+"""GC/SE fusion with a hand-written, memory-lean backward: the CPU fast path.
 
-GC and SE blocks share one pattern: pool the map into one context vector
-per image (softmax attention pooling or the mean), transform it with a tiny
-network into a per-channel ``scale`` and/or ``shift``, and apply
-``out = x * scale + shift`` at every position. These blocks are
-memory-bound (about one FLOP per byte), so their cost is the number of
-passes over the feature map. Autograd's composition of the pieces makes
-several full-size temporaries in the backward pass (outer products,
-broadcast sums, accumulations); :func:`context_fusion` computes the same
-gradients with the minimum of passes:
+GC and SE pool the map into one context vector per image, transform it
+into a per-channel ``scale`` and/or ``shift``, and apply ``out = x * scale
++ shift`` at every position. The blocks write that formula themselves (their
+reference path); :func:`context_fusion` is the same computation as one
+autograd function whose backward makes the minimum of passes over the map
+and no full-size temporary beyond the input gradient -- the path the blocks
+take on the CPU (``impl='auto'``), where it is measured to win
+(``docs/performance.md`` counts the passes).
 
-* forward: two reads of ``x`` for attention pooling (logits, weighted sum;
-  one for the mean) and one read + one write for the fused output;
-* backward: one read of ``grad_out`` per fusion term, two reads of ``x``
-  for the attention-pooling gradient, and one pass writing ``grad_x``
-  (``grad_out * scale`` plus the pooling gradient, a rank-1 or rank-2
-  update done by row blocks that stay in cache).
-
-Only the ``[B, C]`` vectors go through autograd (the tiny transform network
-is differentiated with :func:`torch.autograd.grad`); double backward is not
-supported.
+On the CPU the products and updates go by blocks of rows that stay in
+cache; on any other device each is one batched kernel (``baddbmm``), with
+no Python loop. Only the ``[B, C]`` vectors go through autograd (the tiny
+transform is differentiated with :func:`torch.autograd.grad`); double
+backward is not supported, nor ``torch.compile`` (the function takes Python
+callables), so the blocks use their reference path when compiling.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -27,14 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention_pool import attention_pool, channel_major
 from .precision import float32_region
 
+#: The block's pooling: ``x`` ``[B, C, H, W]`` -> context ``[B, C]`` (dtype
+#: of ``x``) and the fp32 softmax weights ``[B, H*W]`` (None for the mean).
+PoolFn = Callable[[Tensor], Tuple[Tensor, Optional[Tensor]]]
+#: The block's transform: context ``[B, C]`` -> ``(scale, shift)``.
 FusionFn = Callable[[Tensor], Tuple[Optional[Tensor], Optional[Tensor]]]
 
-#: Bytes of one block of rows ``[rows, H*W]`` processed at once: products
-#: and rank-k updates by blocks that stay in cache avoid full-size
-#: temporaries (sizes tuned on a 2-core CPU at detection sizes).
+#: Bytes of one block of rows ``[rows, H*W]`` processed at once on the CPU:
+#: products and rank-k updates by blocks that stay in cache avoid
+#: full-size temporaries (sizes tuned on a 2-core CPU at detection sizes).
 _DOT_BLOCK_BYTES = 4 << 20
 _UPDATE_BLOCK_BYTES = 1 << 20
 
@@ -43,12 +41,18 @@ def _rows_per_block(row_len: int, itemsize: int, block_bytes: int) -> int:
     return max(1, block_bytes // max(1, row_len * itemsize))
 
 
+def flat_map(x: Tensor) -> Tensor:
+    """``x`` ``[B, C, H, W]`` as ``[B, C, H*W]``: a view for NCHW and
+    channels_last maps (the latter transposed, which BLAS reads as is)."""
+    return x.flatten(2)
+
+
 def channel_dot(a: Tensor, b: Tensor) -> Tensor:
     """``sum_hw a * b`` for every image and channel: ``[B, C]``.
 
-    For NCHW-contiguous inputs the product is formed by blocks of rows that
-    stay in cache (no full-size temporary); otherwise by one broadcast
-    product.
+    On the CPU, for NCHW-contiguous inputs, the product is formed by blocks
+    of rows that stay in cache (no full-size temporary); otherwise by one
+    broadcast product.
 
     Args:
         a (Tensor): ``[B, C, H, W]``.
@@ -58,7 +62,8 @@ def channel_dot(a: Tensor, b: Tensor) -> Tensor:
         Tensor: ``[B, C]``.
     """
     batch, channels, height, width = a.shape
-    if not (a.is_contiguous() and b.is_contiguous()):
+    if a.device.type != 'cpu' or not (a.is_contiguous()
+                                      and b.is_contiguous()):
         return (a * b).sum(dim=(2, 3))  # [B, C]
     a_rows = a.view(batch * channels, height * width)  # [B*C, HW]
     b_rows = b.view(batch * channels, height * width)
@@ -107,8 +112,8 @@ def channel_affine(x: Tensor, scale: Optional[Tensor],
 
 def _add_low_rank(base: Tensor, left: Tensor, right: Tensor,
                   out: Tensor) -> Tensor:
-    """``out = base + left @ right`` per image, by blocks of rows (``out``
-    may be ``base``).
+    """``out = base + left @ right`` per image (``out`` may be ``base``):
+    on the CPU by blocks of rows, elsewhere one ``baddbmm``.
 
     Args:
         base (Tensor): ``[B, C, HW]``.
@@ -116,6 +121,8 @@ def _add_low_rank(base: Tensor, left: Tensor, right: Tensor,
         right (Tensor): ``[B, k, HW]``.
         out (Tensor): ``[B, C, HW]``.
     """
+    if base.device.type != 'cpu':
+        return torch.baddbmm(base, left, right, out=out)  # [B, C, HW]
     step = _rows_per_block(base.shape[2], base.element_size(),
                            _UPDATE_BLOCK_BYTES)
     for image in range(base.shape[0]):
@@ -126,36 +133,16 @@ def _add_low_rank(base: Tensor, left: Tensor, right: Tensor,
     return out
 
 
-def _pool(x: Tensor, mask_weight: Optional[Tensor],
-          mask_bias: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-    """Context ``[B, C]`` (dtype of ``x``) and the fp32 softmax weights
-    ``[B, HW]`` (None for average pooling)."""
-    batch, channels, height, width = x.shape
-    if mask_weight is None:
-        return x.mean(dim=(2, 3)), None
-    mats = channel_major(x)
-    if mats is None:
-        mats = x.reshape(batch, channels, height * width)
-    weight = mask_weight.reshape(1, 1, channels).to(x.dtype)
-    logits = torch.bmm(weight.expand(batch, -1, -1),
-                       mats)  # [B, 1, HW], the 1x1 conv C -> 1
-    if mask_bias is not None:  # no effect on the softmax; kept for parity
-        logits = logits + mask_bias.to(logits.dtype)
-    context, probs = attention_pool(
-        x, logits.view(batch, 1, height, width), return_weights=True)
-    return context.view(batch, channels), probs
-
-
 class _ContextFusion(torch.autograd.Function):
     """``x * scale(c) + shift(c)``, ``c`` = pooled ``x``; see the module
     docstring for the passes of the backward."""
 
     @staticmethod
     def forward(ctx, x: Tensor, mask_weight: Optional[Tensor],
-                mask_bias: Optional[Tensor], fuse: FusionFn,
+                mask_bias: Optional[Tensor], pool: PoolFn, fuse: FusionFn,
                 *params: Tensor) -> Tensor:
         with float32_region(x.device.type):
-            context, probs = _pool(x, mask_weight, mask_bias)
+            context, probs = pool(x)  # [B, C], [B, HW] or None
         with torch.enable_grad():
             context = context.detach().float().requires_grad_()
             scale, shift = fuse(context)  # [B, C] each, or None
@@ -173,8 +160,9 @@ class _ContextFusion(torch.autograd.Function):
         del ctx.graph
         batch, channels, height, width = x.shape
         grad_out = grad_out.contiguous(memory_format=(
-            torch.channels_last if channel_major(x) is not None
-            and not x.is_contiguous() else torch.contiguous_format))
+            torch.channels_last if not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last) else
+            torch.contiguous_format))
 
         # Gradients of the per-channel fusion terms, then of the context
         # and the transform's parameters through the small graph.
@@ -207,9 +195,7 @@ class _ContextFusion(torch.autograd.Function):
             right.append(x.new_full((batch, height * width),
                                     1.0 / (height * width)))
         else:
-            mats = channel_major(x)
-            if mats is None:
-                mats = x.reshape(batch, channels, height * width)
+            mats = flat_map(x)  # [B, C, HW]
             grad_probs = torch.bmm(grad_context.unsqueeze(1),
                                    mats).squeeze(1).float()  # [B, HW]
             grad_logits = probs * (grad_probs - (probs * grad_probs).sum(
@@ -251,23 +237,26 @@ class _ContextFusion(torch.autograd.Function):
                 for vec, pos in zip(left, right):
                     grad_x = grad_x + vec.view(batch, channels, 1, 1) * \
                         pos.view(batch, 1, height, width)
-        return (grad_x, grad_weight, grad_bias, None) + param_grads
+        return (grad_x, grad_weight, grad_bias, None, None) + param_grads
 
 
 def context_fusion(x: Tensor,
+                   pool: PoolFn,
                    fuse: FusionFn,
                    params: Sequence[Tensor],
                    mask_weight: Optional[Tensor] = None,
                    mask_bias: Optional[Tensor] = None) -> Tensor:
-    """``x * scale + shift`` where ``(scale, shift) = fuse(context)``.
+    """``x * scale + shift`` where ``(scale, shift) = fuse(pool(x))``.
 
-    ``context`` is the softmax attention pooling of ``x`` with logits
-    ``mask_weight . x_j + mask_bias`` (a 1x1 conv ``C -> 1``), or the mean
-    of ``x`` if ``mask_weight`` is None. The softmax and the transform run
-    in fp32 (autocast off).
+    ``pool`` is the block's own pooling: the softmax attention pooling of
+    ``x`` with logits ``mask_weight . x_j + mask_bias`` (a 1x1 conv
+    ``C -> 1``), or the mean of ``x`` (``mask_weight`` None). The softmax
+    and the transform run in fp32 (autocast off).
 
     Args:
         x (Tensor): ``[B, C, H, W]``.
+        pool (callable): ``x`` -> ``(context [B, C], probs [B, HW] fp32 or
+            None)``; run without gradients (the backward is written here).
         fuse (callable): Maps the context ``[B, C]`` (fp32, requires grad)
             to ``(scale, shift)``, each ``[B, C]`` or None (not both).
         params (Sequence[Tensor]): Parameters used by ``fuse`` (their
@@ -282,10 +271,10 @@ def context_fusion(x: Tensor,
     tensors = [x, mask_weight, mask_bias, *params]
     if torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in tensors):
-        return _ContextFusion.apply(x, mask_weight, mask_bias, fuse,
+        return _ContextFusion.apply(x, mask_weight, mask_bias, pool, fuse,
                                     *params)
     with float32_region(x.device.type):
-        context, _ = _pool(x, mask_weight, mask_bias)
+        context, _ = pool(x)  # [B, C]
         scale, shift = fuse(context.float())
     return channel_affine(x, None if scale is None else scale.to(x.dtype),
                           None if shift is None else shift.to(x.dtype))

@@ -17,13 +17,33 @@ from torch import Tensor
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+#: Device types that have an autocast mode (``torch.autocast`` raises for
+#: the others, e.g. ``'meta'``), filled on first use of each type.
+_HAS_AUTOCAST = {'cpu': True, 'cuda': True, 'meta': False}
+
+
+def has_autocast(device_type: str) -> bool:
+    """Whether ``torch.autocast(device_type=...)`` exists for this device
+    type (``'meta'`` has none: entering it raises ``unsupported
+    scalarType``)."""
+    known = _HAS_AUTOCAST.get(device_type)
+    if known is None:
+        known = _HAS_AUTOCAST[device_type] = bool(
+            torch.amp.is_autocast_available(device_type))
+    return known
+
+
 @contextmanager
 def float32_region(device_type: str) -> Iterator[None]:
-    """Disable autocast for ``device_type`` inside the ``with`` block.
+    """Disable autocast for ``device_type`` inside the ``with`` block (a
+    no-op for device types without autocast, such as ``'meta'``).
 
     Args:
         device_type (str): ``'cpu'``, ``'cuda'``, ... (``tensor.device.type``).
     """
+    if not has_autocast(device_type):
+        yield
+        return
     with torch.autocast(device_type=device_type, enabled=False):
         yield
 
