@@ -1,12 +1,13 @@
 """Pieces shared by several mmgc blocks; each lives here once."""
 from .attention_pool import attention_pool
-from .validation import (check_choice, check_odd, check_positive,
-                         check_positive_int, check_reduced_channels,
-                         to_int_pair)
+from .validation import (ArgumentError, ArgumentKeyError, check_choice,
+                         check_odd, check_positive, check_positive_int,
+                         check_reduced_channels, to_int_pair)
 from .zero_init import OwnInitAfterParent, zero_init_last_layer
 
 __all__ = [
-    'attention_pool', 'check_choice', 'check_odd',
+    'ArgumentError', 'ArgumentKeyError', 'attention_pool', 'check_choice',
+    'check_odd',
     'check_positive', 'check_positive_int', 'check_reduced_channels',
     'to_int_pair', 'OwnInitAfterParent', 'zero_init_last_layer'
 ]
