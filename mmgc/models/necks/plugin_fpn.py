@@ -22,7 +22,7 @@ arguments plus
   ``kernel_size`` (default: the conv's own 3) sets the window; stride and
   bias follow FPN's conv.
 
-A plugin lives under the conv it follows (``lateral_convs.0.gc_block.*``,
+A plugin lives under the conv it follows (``lateral_convs.0.context_block.*``,
 ``fpn_convs.2.se_block.*``); an attention output conv replaces the conv's
 keys (``fpn_convs.0.conv.qkv.weight``, ``.rel_h``, ``.rel_w``, ``.bias``
 instead of ``fpn_convs.0.conv.weight``/``.bias``). Without plugins and
