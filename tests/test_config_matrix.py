@@ -11,7 +11,6 @@ import os.path as osp
 import re
 import subprocess
 import sys
-import tempfile
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -48,8 +47,8 @@ class Spec(NamedTuple):
     param_delta: int  # exact, versus the baseline config
     published: Optional[Tuple[float, ...]] = None  # (box AP[, mask AP])
     syncbn: bool = False
-    # the model without blocks: a config under configs/ or MMDetection's
-    # ('mmdet::...'); default: BASELINES[detector]
+    # the model without blocks (a config under configs/); default:
+    # BASELINES[detector]
     baseline: Optional[str] = None
 
 
@@ -111,35 +110,31 @@ CONFIGS: Dict[str, Spec] = {
     'gc_r18_retina.py': Spec(
         'RetinaNet', {GCBlock: [f'backbone.layer{s}.{b}.context_block'
                                 for s in (2, 3, 4) for b in (0, 1)]},
-        GC_R18_DELTA,
-        baseline='mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'),
+        GC_R18_DELTA, baseline='baseline_r18_retina.py'),
     'gc_regnetx-3.2gf_mask.py': Spec(
         'MaskRCNN', {GCBlock: [
             f'backbone.attached_plugins.layer{s}.{b}.bn3.context_block'
             for s, blocks in ((2, 6), (3, 15), (4, 2))
             for b in range(blocks)]},
-        GC_REGNET_DELTA,
-        baseline='mmdet::regnet/mask-rcnn_regnetx-3.2GF_fpn_1x_coco.py'),
+        GC_REGNET_DELTA, baseline='baseline_regnetx-3.2gf_mask.py'),
     'gc_swin-t_mask.py': Spec(
         'MaskRCNN', {GCBlock: [
             f'backbone.attached_plugins.outputs.{i}.context_block'
             for i in (1, 2, 3)]},
-        GC_SWIN_DELTA,
-        baseline='mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'),
+        GC_SWIN_DELTA, baseline='baseline_swin-t_mask.py'),
+    'baseline_r18_retina.py': Spec('RetinaNet', {}, 0, (31.7, ),
+                                   baseline='baseline_r18_retina.py'),
+    'baseline_regnetx-3.2gf_mask.py': Spec(
+        'MaskRCNN', {}, 0, (40.3, 36.6),
+        baseline='baseline_regnetx-3.2gf_mask.py'),
+    'baseline_swin-t_mask.py': Spec('MaskRCNN', {}, 0, (42.7, 39.3),
+                                    baseline='baseline_swin-t_mask.py'),
 }
 BASELINES = {'MaskRCNN': 'baseline_r50_mask.py',
              'RetinaNet': 'baseline_r50_retina.py'}
 
 
 def load_cfg(name: str) -> Config:
-    """A config under configs/, or MMDetection's (``'mmdet::...'``, which
-    ``Config.fromfile`` takes only as a ``_base_``)."""
-    if name.startswith('mmdet::'):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = osp.join(tmp, 'baseline.py')
-            with open(path, 'w') as f:
-                f.write(f'_base_ = {name!r}\n')
-            return Config.fromfile(path)
     return Config.fromfile(osp.join(ROOT, 'configs', name))
 
 
@@ -183,6 +178,14 @@ def test_matrix_lists_every_config(repo_root):
     shipped = {osp.basename(p)
                for p in glob.glob(osp.join(repo_root, 'configs', '*.py'))}
     assert shipped == set(CONFIGS)
+
+
+def test_tools_compare_each_config_with_its_baseline():
+    """config_table.py / benchmark.py take the baseline this matrix uses."""
+    from mmgc.utils.complexity import default_baseline
+    for name, spec in CONFIGS.items():
+        assert osp.basename(default_baseline(spec.detector, name)) == (
+            spec.baseline or BASELINES[spec.detector]), name
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
