@@ -4,6 +4,7 @@ backbone (and neck), by module path; NCHW stage outputs of token backbones.
 Tiny widths and 64x64 inputs keep this fast.
 """
 import copy
+import io
 
 import pytest
 import torch
@@ -304,3 +305,30 @@ def test_pretrained_detector_checkpoint_loads_into_attached_backbone(
         'attached_plugins.layer3.0', 'attached_plugins.layer3.1',
         'attached_plugins.layer4.0', 'attached_plugins.layer4.1'}
     load_checkpoint(model, path, strict=False)
+
+
+def test_copies_run_their_own_blocks():
+    """deepcopy (EMA, model copies) and pickling keep the hooks pointing at
+    the copy's own blocks."""
+    model = MODELS.build(dict(
+        type='AttachPlugins', base_type='ResNet', depth=18, base_channels=8,
+        attach=[dict(cfg=dict(type='SEBlock', ratio=1 / 4), after='layer2'),
+                dict(cfg=dict(type='GCBlock', ratio=1 / 4), outputs=(3, ))]))
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.attached_plugins.parameters():
+            p.add_(1.0)
+    model.eval()
+    twin.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        same = [torch.equal(a, b) for a, b in zip(model(x), twin(x))]
+    assert same == [True, False, False, False]  # layer1 has no block
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    loaded.eval()  # mmdet's ResNet.train() returns None: no chaining
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x)):
+            assert torch.equal(a, b)
