@@ -3,8 +3,9 @@
 For every ``configs/*.py`` (or the ones named), builds the detector and
 prints a Markdown table: exact parameter count and delta versus the
 baseline of the same detector and backbone (``baseline_r50_mask.py``,
-``baseline_r18_retina.py``, ...: ``complexity.default_baseline``), and the FLOPs of backbone + neck on one
-``--height`` x ``--width`` image (default 800x1333) with their delta.
+``baseline_r18_retina.py``, ...: ``complexity.default_baseline``), and
+the FLOPs of backbone + neck on one ``--height`` x ``--width`` image
+(default 800x1333) with their delta.
 
 FLOPs are counted by :mod:`mmgc.utils.complexity` (mmengine's
 ``FlopAnalyzer`` plus handles for the attention operators of mmgc's blocks;
