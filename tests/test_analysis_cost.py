@@ -128,6 +128,13 @@ def test_detector_part_pads_and_counts_the_heads():
 def test_default_baseline():
     assert default_baseline('MaskRCNN').endswith(
         osp.join('configs', 'baseline_r50_mask.py'))
+    # a config's own baseline: baseline_<backbone>_<detector>.py if shipped
+    for config, base in (('configs/gc_r18_retina.py', 'baseline_r18_retina'),
+                         ('gc_swin-t_mask.py', 'baseline_swin-t_mask'),
+                         ('gc-r4_r50_mask_syncbn.py', 'baseline_r50_mask'),
+                         ('gc_x101_mask.py', 'baseline_r50_mask')):
+        assert default_baseline('MaskRCNN', config).endswith(
+            osp.join('configs', base + '.py')), config
     assert osp.isfile(default_baseline('RetinaNet'))
     with pytest.raises(ValueError, match="'FasterRCNN'"):
         default_baseline('FasterRCNN')

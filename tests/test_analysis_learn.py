@@ -53,11 +53,11 @@ test_dataloader = dict(dataset=dict(pipeline=[
 '''
 TINY_BLOCKS = {
     'backbone.layer2.0.sasa_block': 'SASABlock',
-    'backbone.layer3.5.nl_block': 'NLBlock',
+    'backbone.layer3.5.nonlocal_block': 'NLBlock',
     'backbone.layer4.0.conv2': 'SASAConv',
     'backbone.layer4.1.conv2': 'SASAConv',
     'backbone.layer4.2.conv2': 'SASAConv',
-    'backbone.layer4.2.gc_block': 'GCBlock',
+    'backbone.layer4.2.context_block': 'GCBlock',
 }
 
 
@@ -267,8 +267,8 @@ def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
         for image_stats in entry['per_image']:
             for key in ('attention', 'input', 'output'):
                 assert 0 <= image_stats[key] <= 2
-    gc = blocks['backbone.layer4.2.gc_block']
-    nl = blocks['backbone.layer3.5.nl_block']
+    gc = blocks['backbone.layer4.2.context_block']
+    nl = blocks['backbone.layer3.5.nonlocal_block']
     assert gc['cos_dist']['attention'] < 1e-6  # query-independent
     assert gc['cos_dist']['delta'] < 1e-6  # one vector added everywhere
     assert nl['cos_dist']['attention'] > 1e-3  # depends on the query
@@ -304,8 +304,8 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
     meta = result.metainfo
     assert meta['batch_input_shape'] == (128, 128)
 
-    gc_name = 'backbone.layer4.2.gc_block'
-    nl_name = 'backbone.layer3.5.nl_block'
+    gc_name = 'backbone.layer4.2.context_block'
+    nl_name = 'backbone.layer3.5.nonlocal_block'
     gc_x, gc_out = recorder.records[gc_name]
     queries = torch.tensor([0, 5, 15])
     gc_maps = tool.query_attention(blocks[gc_name], gc_x, queries)
@@ -344,7 +344,7 @@ def test_attention_maps_rejects_points_outside_image(tiny_detector,
     result = subprocess.run(
         [sys.executable, ATTENTION_TOOL, config, checkpoint,
          val_images(tiny_coco, 1)[0], '--out-dir', str(tmp_path),
-         '--query-points', '10,300', '--blocks', '*gc_block'],
+         '--query-points', '10,300', '--blocks', '*context_block'],
         cwd=ROOT, env=tool_env(), capture_output=True, text=True,
         timeout=300)
     assert result.returncode != 0

@@ -96,10 +96,10 @@ CASES = [
       'model.backbone.plugins.0.blocks': (None, None, None, (-4, ))},
      r'PluginResNet: plugins\[0\]\.blocks\[3\]=', r'=\(-4,\): index -4 ',
      r'out of range for 3 items; allowed: -3 \.\. 2$'),
-    ('resnet-basic-block', 'nl_r50_mask.py',
+    ('resnet-basic-block', 'gc_r50_mask.py',
      {'model.backbone.depth': 18},
-     r'PluginResNet: plugins=', r'depth=18 uses BasicBlock',
-     r'allowed depths: 50, 101, 152$'),
+     r'PluginResNet: plugins\[0\]\.position=', r"position='after_conv3'",
+     r"allowed: 'after_conv1', 'after_conv2', 'after_block'$"),
     ('gc-config-unknown-position', 'gc_r50_mask.py',
      {'model.backbone.plugins.0.position': 'after_conv4'},
      r'PluginResNet: plugins\[0\]\.position=', r"position='after_conv4'",
@@ -109,9 +109,9 @@ CASES = [
      {'model.backbone.plugins.0.stages': (True, True, True, True, True)},
      r'PluginResNet: plugins\[0\]\.stages=', r'=\(True, True, True, True, '
      r'True\)', r'a tuple of 4 bools, one per stage$'),
-    ('gc-config-basic-block', 'gc_r50_mask.py',
+    ('sasa-config-basic-block', 'sasa_r50_retina.py',
      {'model.backbone.depth': 34},
-     r'PluginResNet: plugins=', r'depth=34 uses BasicBlock',
+     r'PluginResNet: sasa=', r'depth=34 uses BasicBlock',
      r'allowed depths: 50, 101, 152$'),
     ('sasa-stages-wrong-length', 'sasa_r50_retina.py',
      {'model.backbone.stage_with_sasa': (True, True)},
@@ -130,7 +130,8 @@ CASES = [
      {'model.neck.plugins.0.cfg.type': 'GCBlok'},
      r'PluginFPN: plugins\[0\]\.cfg\.type=', r"type='GCBlok' is not a "
      r"registered plugin block \(did you mean 'GCBlock'\?\)",
-     r'allowed: ' + MMGC_BLOCKS + r", 'ContextBlock', .*'NonLocal2d'\. "),
+     r'allowed: ' + MMGC_BLOCKS + r", 'ContextBlock', .*'NonLocal2d'"
+     r"(?!.*custom_imports)"),
     ('resnet-unknown-block-type', 'nl_r50_mask.py',
      {'model.backbone.plugins.0.cfg.type': 'NLBlok'},
      r'PluginResNet: plugins\[0\]\.cfg\.type=', r"type='NLBlok' .*did you "

@@ -28,7 +28,6 @@ INVALID = [
     (NLBlock, dict(in_channels=16), 'in_channels', -3),
     (NLBlock, dict(in_channels=16), 'reduction', 0),
     (NLBlock, dict(in_channels=16), 'reduction', 1.5),
-    (NLBlock, dict(in_channels=16), 'reduction', 32),
     (NLBlock, dict(in_channels=16), 'mode', 'softmax'),
     (NLBlock, dict(in_channels=16), 'std', 0),
     (NLBlock, dict(in_channels=16), 'use_scale', 'yes'),

@@ -44,12 +44,31 @@ def every_block(layers: Tuple[int, ...], attr: str) -> List[str]:
 class Spec(NamedTuple):
     detector: str
     placed: Dict[type, List[str]]  # block type -> module names, in order
-    param_delta: int  # exact, versus the detector's baseline config
+    param_delta: int  # exact, versus the baseline config
     published: Optional[Tuple[float, ...]] = None  # (box AP[, mask AP])
     syncbn: bool = False
+    # the model without blocks (a config under configs/); default:
+    # BASELINES[detector]
+    baseline: Optional[str] = None
 
 
-GC_C3_C5 = {GCBlock: every_block((2, 3, 4), 'gc_block')}
+GC_C3_C5 = {GCBlock: every_block((2, 3, 4), 'context_block')}
+
+
+def gc_params(channels: int, ratio: float = 1 / 16) -> int:
+    """Parameters of one GC block (att pooling, channel_add, LayerNorm)."""
+    hidden = int(channels * ratio)
+    return (channels + 1) + (channels * hidden + hidden) + 2 * hidden + (
+        hidden * channels + channels)
+
+
+# ResNet-18 c3-c5 (2 BasicBlocks each, 128/256/512 channels); RegNetX-3.2GF
+# c3-c5 (6/15/2 blocks of 192/432/1008 channels); Swin-T c3-c5 outputs
+# (192/384/768 channels).
+GC_R18_DELTA = 2 * sum(gc_params(c) for c in (128, 256, 512))
+GC_REGNET_DELTA = (6 * gc_params(192) + 15 * gc_params(432) +
+                   2 * gc_params(1008))
+GC_SWIN_DELTA = sum(gc_params(c) for c in (192, 384, 768))
 CONFIGS: Dict[str, Spec] = {
     'baseline_r50_mask.py': Spec('MaskRCNN', {}, 0, (38.2, 34.7)),
     'baseline_r50_retina.py': Spec('RetinaNet', {}, 0, (36.5, )),
@@ -63,13 +82,13 @@ CONFIGS: Dict[str, Spec] = {
     'gc_r50_retina.py': Spec('RetinaNet', GC_C3_C5, 2_521_741),
     'gc-fpn_r50_mask.py': Spec(
         'MaskRCNN', {GCBlock: GC_C3_C5[GCBlock] + [
-            f'neck.fpn_convs.{i}.gc_block' for i in range(4)]},
+            f'neck.fpn_convs.{i}.context_block' for i in range(4)]},
         2_521_741 + 4 * 8_753),
     'nl_r50_mask.py': Spec('MaskRCNN',
-                           {NLBlock: ['backbone.layer3.4.nl_block']},
+                           {NLBlock: ['backbone.layer3.4.nonlocal_block']},
                            2_099_712),
     'nl_r50_retina.py': Spec('RetinaNet',
-                             {NLBlock: ['backbone.layer3.4.nl_block']},
+                             {NLBlock: ['backbone.layer3.4.nonlocal_block']},
                              2_099_712),
     'se_r50_mask.py': Spec('MaskRCNN',
                            {SEBlock: every_block((1, 2, 3, 4), 'se_block')},
@@ -88,6 +107,28 @@ CONFIGS: Dict[str, Spec] = {
         'RetinaNet', {SASAConv: every_block((2, 3, 4), 'conv2') + [
             f'neck.fpn_convs.{i}.conv' for i in range(5)]},
         -12_185_440),
+    'gc_r18_retina.py': Spec(
+        'RetinaNet', {GCBlock: [f'backbone.layer{s}.{b}.context_block'
+                                for s in (2, 3, 4) for b in (0, 1)]},
+        GC_R18_DELTA, baseline='baseline_r18_retina.py'),
+    'gc_regnetx-3.2gf_mask.py': Spec(
+        'MaskRCNN', {GCBlock: [
+            f'backbone.attached_plugins.layer{s}.{b}.bn3.context_block'
+            for s, blocks in ((2, 6), (3, 15), (4, 2))
+            for b in range(blocks)]},
+        GC_REGNET_DELTA, baseline='baseline_regnetx-3.2gf_mask.py'),
+    'gc_swin-t_mask.py': Spec(
+        'MaskRCNN', {GCBlock: [
+            f'backbone.attached_plugins.outputs.{i}.context_block'
+            for i in (1, 2, 3)]},
+        GC_SWIN_DELTA, baseline='baseline_swin-t_mask.py'),
+    'baseline_r18_retina.py': Spec('RetinaNet', {}, 0, (31.7, ),
+                                   baseline='baseline_r18_retina.py'),
+    'baseline_regnetx-3.2gf_mask.py': Spec(
+        'MaskRCNN', {}, 0, (40.3, 36.6),
+        baseline='baseline_regnetx-3.2gf_mask.py'),
+    'baseline_swin-t_mask.py': Spec('MaskRCNN', {}, 0, (42.7, 39.3),
+                                    baseline='baseline_swin-t_mask.py'),
 }
 BASELINES = {'MaskRCNN': 'baseline_r50_mask.py',
              'RetinaNet': 'baseline_r50_retina.py'}
@@ -105,10 +146,10 @@ def build(name: str) -> torch.nn.Module:
 
 
 @functools.lru_cache(maxsize=None)
-def baseline(detector: str) -> Tuple[dict, int]:
-    """State dict and parameter count of the detector's baseline."""
+def baseline(name: str) -> Tuple[dict, int]:
+    """State dict and parameter count of baseline config ``name``."""
     torch.manual_seed(0)
-    model = build(BASELINES[detector])
+    model = build(name)
     return model.state_dict(), sum(p.numel() for p in model.parameters())
 
 
@@ -139,6 +180,14 @@ def test_matrix_lists_every_config(repo_root):
     assert shipped == set(CONFIGS)
 
 
+def test_tools_compare_each_config_with_its_baseline():
+    """config_table.py / benchmark.py take the baseline this matrix uses."""
+    from mmgc.utils.complexity import default_baseline
+    for name, spec in CONFIGS.items():
+        assert osp.basename(default_baseline(spec.detector, name)) == (
+            spec.baseline or BASELINES[spec.detector]), name
+
+
 @pytest.mark.parametrize('name', sorted(CONFIGS))
 def test_config_places_blocks_trains_and_predicts(name):
     spec = CONFIGS[name]
@@ -156,7 +205,8 @@ def test_config_places_blocks_trains_and_predicts(name):
         assert names == spec.placed.get(cls, []), cls.__name__
 
     # parameters: exact delta to the baseline
-    base_state, base_params = baseline(spec.detector)
+    base_state, base_params = baseline(spec.baseline or
+                                       BASELINES[spec.detector])
     params = sum(p.numel() for p in model.parameters())
     assert params - base_params == spec.param_delta
 

@@ -30,7 +30,7 @@ def test_config_builds_with_gc_in_c3_to_c5(repo_root, name, detector):
     model = MODELS.build(cfg.model)
     assert type(model).__name__ == detector
     names = [n for n, m in model.named_modules() if isinstance(m, GCBlock)]
-    expected = [f'backbone.layer{s}.{b}.gc_block'
+    expected = [f'backbone.layer{s}.{b}.context_block'
                 for s, blocks in ((2, 4), (3, 6), (4, 3))
                 for b in range(blocks)]
     assert names == expected

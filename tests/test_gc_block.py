@@ -148,8 +148,8 @@ def test_registered_as_resnet_plugin():
     names = [n for n, m in backbone.named_modules()
              if isinstance(m, GCBlock)]
     assert len(names) == 4 + 6 + 3  # every bottleneck of c3, c4, c5
-    assert names[0] == 'layer2.0.gc_block'
-    assert backbone.layer2[0].gc_block.in_channels == 16 * 2 * 4
+    assert names[0] == 'layer2.0.context_block'
+    assert backbone.layer2[0].context_block.in_channels == 16 * 2 * 4
     out = backbone(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in out] == [64, 128, 256, 512]
 

@@ -144,7 +144,7 @@ def test_identity_in_resnet_after_init_weights(norm_cfg):
                 position='after_conv3')
         ])
     net.init_weights()
-    block = net.layer2[0].nl_block
+    block = net.layer2[0].nonlocal_block
     assert isinstance(block, NLBlock)
     x = torch.randn(2, block.in_channels, 7, 5)
     torch.testing.assert_close(block.eval()(x), x)
@@ -153,7 +153,7 @@ def test_identity_in_resnet_after_init_weights(norm_cfg):
 def test_plugin_name():
     name, layer = build_plugin_layer(
         dict(type='NLBlock', mode='dot_product'), in_channels=8)
-    assert name == 'nl_block' and isinstance(layer, NLBlock)
+    assert name == 'nonlocal_block' and isinstance(layer, NLBlock)
 
 
 def test_zeros_init_false_and_std():

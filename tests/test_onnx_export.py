@@ -138,7 +138,7 @@ def _random_demo_checkpoint(path: str) -> None:
     model = MODELS.build(cfg.model)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if 'gc_block.channel_add_conv.3' in name:
+            if 'context_block.channel_add_conv.3' in name:
                 param.normal_(0, 0.1)
     save_checkpoint({'state_dict': model.state_dict()}, path)
 

@@ -26,8 +26,8 @@ BLOCK_CFGS = {
     SEBlock: dict(type='SEBlock', ratio=1. / 16),
     SASABlock: dict(type='SASABlock', kernel_size=3, num_heads=8),
 }
-ABBR = {GCBlock: 'gc_block', NLBlock: 'nl_block', SEBlock: 'se_block',
-        SASABlock: 'sasa_block'}
+ABBR = {GCBlock: 'context_block', NLBlock: 'nonlocal_block',
+        SEBlock: 'se_block', SASABlock: 'sasa_block'}
 
 
 def placed(model, cls):
@@ -90,7 +90,7 @@ def test_gc_block_in_mmdet_resnext(position):
     block = backbone.layer2[0]
     width = (block.planes * 4 if position == 'after_conv3'
              else block.conv2.out_channels)
-    assert block.gc_block.in_channels == width
+    assert block.context_block.in_channels == width
     assert [o.shape[1] for o in forward(backbone)] == [64, 128, 256, 512]
 
 
@@ -110,19 +110,20 @@ NL_C4 = dict(cfg=dict(type='NLBlock'), stages=(False, False, True, False),
 def test_one_nl_block_after_the_last_but_one_block_of_c4():
     torch.manual_seed(0)
     backbone = plugin_resnet([NL_C4])
-    assert placed(backbone, NLBlock) == ['layer3.4.nl_block']
+    assert placed(backbone, NLBlock) == ['layer3.4.nonlocal_block']
     plain = ResNet(depth=50, base_channels=WIDTH)
     keys, plain_keys = set(backbone.state_dict()), set(plain.state_dict())
     assert plain_keys <= keys
-    assert all(k.startswith('layer3.4.nl_block.') for k in keys - plain_keys)
+    assert all(k.startswith('layer3.4.nonlocal_block.')
+               for k in keys - plain_keys)
     # 'after_block': on the block's output, after the residual sum + ReLU
     block = backbone.layer3[4]
-    for p in block.nl_block.conv_out.parameters():
+    for p in block.nonlocal_block.conv_out.parameters():
         torch.nn.init.normal_(p, std=0.1)  # not the identity any more
     block.eval()
     x = torch.randn(1, WIDTH * 16, 4, 4)  # [B, C, H, W]
     with torch.no_grad():
-        expected = block.nl_block(Bottleneck.forward(block, x))
+        expected = block.nonlocal_block(Bottleneck.forward(block, x))
         assert torch.allclose(block(x), expected)
 
 
@@ -156,7 +157,8 @@ def test_every_other_block_and_checkpoint_keys():
     backbone = plugin_resnet([every_other])
     chosen = ['layer2.0', 'layer2.2', 'layer3.0', 'layer3.2', 'layer3.4',
               'layer4.0', 'layer4.1', 'layer4.2']
-    assert placed(backbone, GCBlock) == [f'{b}.gc_block' for b in chosen]
+    assert placed(backbone, GCBlock) == [f'{b}.context_block'
+                                         for b in chosen]
     # keys: exactly mmdet's for the chosen blocks, none elsewhere
     full = ResNet(depth=50, base_channels=WIDTH,
                   plugins=[dict(cfg=BLOCK_CFGS[GCBlock],
@@ -165,7 +167,7 @@ def test_every_other_block_and_checkpoint_keys():
     full_keys = set(full.state_dict())
     keys = set(backbone.state_dict())
     assert keys <= full_keys
-    dropped = {re.match(r'(layer\d\.\d+)\.gc_block\.', k).group(1)
+    dropped = {re.match(r'(layer\d\.\d+)\.context_block\.', k).group(1)
                for k in full_keys - keys}
     assert dropped == {'layer2.1', 'layer2.3', 'layer3.1', 'layer3.3',
                        'layer3.5'}
@@ -174,7 +176,8 @@ def test_every_other_block_and_checkpoint_keys():
     # match
     full.init_weights()
     for block in chosen:
-        last = full.get_submodule(f'{block}.gc_block.channel_add_conv.3')
+        last = full.get_submodule(
+            f'{block}.context_block.channel_add_conv.3')
         torch.nn.init.normal_(last.weight, std=0.1)
     backbone.load_state_dict(full.state_dict(), strict=False)
     for a, b in zip(forward(backbone), forward(full)):
@@ -188,8 +191,9 @@ def test_every_other_block_and_checkpoint_keys():
         dict(cfg=dict(BLOCK_CFGS[GCBlock], postfix='_b'),
              stages=(False, False, False, True), position='after_block'),
     ])
-    assert two.layer4[2].output_plugin_names == ['se_block_a', 'gc_block_b']
-    assert two.layer4[0].output_plugin_names == ['gc_block_b']
+    assert two.layer4[2].output_plugin_names == ['se_block_a',
+                                                 'context_block_b']
+    assert two.layer4[0].output_plugin_names == ['context_block_b']
 
 
 def test_plugin_resnext_selects_blocks():
@@ -242,7 +246,7 @@ def test_sasa_and_plugins_together():
     backbone = plugin_resnet(
         [NL_C4], sasa=dict(type='SASAConv', kernel_size=3, num_heads=8),
         stage_with_sasa=(False, False, False, True))
-    assert placed(backbone, NLBlock) == ['layer3.4.nl_block']
+    assert placed(backbone, NLBlock) == ['layer3.4.nonlocal_block']
     assert len(placed(backbone, SASAConv)) == 3
     assert forward(backbone)[-1].shape == (1, WIDTH * 32, 2, 2)
 
@@ -288,10 +292,11 @@ GC = dict(type='GCBlock', ratio=1. / 16)
     (dict(plugins=[dict(cfg=dict(ratio=0.25), position='after_conv3')]),
      r'plugins\[0\]\.cfg=.* must be a dict with a "type"'),
     (dict(depth=18, plugins=[dict(cfg=GC, position='after_conv3')]),
-     r'plugins=.* needs bottleneck blocks, but depth=18 uses BasicBlock; '
-     r'allowed depths: 50, 101, 152'),
+     r"plugins\[0\]\.position='after_conv3' is not supported; allowed: "
+     r"'after_conv1', 'after_conv2', 'after_block'"),
     (dict(depth=34, sasa=dict(type='SASAConv')),
-     r'sasa=.* needs bottleneck blocks, but depth=34'),
+     r"sasa=.* replaces a bottleneck's 3x3 conv2, but depth=34 uses "
+     r'BasicBlock; allowed depths: 50, 101, 152'),
     (dict(depth=42), r'depth=42 is not supported; allowed: 18, 34, 50'),
     (dict(stage_with_sasa=(False, False, True, True)),
      r'stage_with_sasa=\(False, False, True, True\) picks stages but '
@@ -308,7 +313,7 @@ GC = dict(type='GCBlock', ratio=1. / 16)
      r'both kernel_size and window_size'),
     (dict(plugins=[dict(cfg=GC, position='after_block'),
                    dict(cfg=GC, position='after_block')]),
-     r"plugin name 'gc_block' is already taken in Bottleneck; give the "
+     r"plugin name 'context_block' is already taken in Bottleneck; give the "
      r'plugin cfg a distinct postfix'),
 ])
 def test_plugin_resnet_rejects_bad_placement(kwargs, pattern):

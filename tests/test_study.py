@@ -286,8 +286,8 @@ def test_attention_markdown_rows_and_pictures(tmp_path):
                                delta=None),
                  files=[str(tmp_path / 'attention' / 'nl' / 'a.png')])
     text = attention_markdown(
-        dict(nl=dict(blocks={'backbone.layer3.4.nl_block': entry})),
+        dict(nl=dict(blocks={'backbone.layer3.4.nonlocal_block': entry})),
         str(tmp_path))
-    assert ('| nl | backbone.layer3.4.nl_block | NLBlock | 16x16 | '
+    assert ('| nl | backbone.layer3.4.nonlocal_block | NLBlock | 16x16 | '
             '1.234e-05 | 0.5 | 0.25 | - |') in text
     assert '(attention/nl/a.png)' in text

@@ -37,6 +37,7 @@ from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
 from .utils.context_fusion import context_fusion
 from .utils.implementation import is_tracing
 from .utils.precision import float32_region
+from .utils.validation import ArgumentError
 
 POOLING_TYPES = ('att', 'avg')
 FUSION_TYPES = ('channel_add', 'channel_mul')
@@ -66,7 +67,9 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             :mod:`mmgc.models.utils.implementation`.
     """
 
-    _abbr_ = 'gc_block'
+    #: mmcv ``ContextBlock``'s: a ResNet names the plugin
+    #: ``layer2.0.context_block``, as in MMDetection's GCNet checkpoints.
+    _abbr_ = 'context_block'
 
     def __init__(self,
                  in_channels: int,
@@ -83,7 +86,7 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         check_choice('transform', transform, TRANSFORM_TYPES, owner)
         if isinstance(fusion_types, str) or not isinstance(
                 fusion_types, (list, tuple)) or len(fusion_types) == 0:
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: fusion_types={fusion_types!r} must be a non-empty '
                 f'list or tuple drawn from {FUSION_TYPES}')
         for fusion in fusion_types:
@@ -97,8 +100,13 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         self.fusion_types = tuple(fusion_types)
         self.transform = transform
 
+        # Parameter-free submodules as in mmcv's ContextBlock (no state-dict
+        # keys); the pooling itself is global_context() below.
         if pooling_type == 'att':
             self.conv_mask = nn.Conv2d(in_channels, 1, kernel_size=1)
+            self.softmax = nn.Softmax(dim=2)
+        else:
+            self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.channel_add_conv = (self._make_transform()
                                  if 'channel_add' in fusion_types else None)
         self.channel_mul_conv = (self._make_transform()

@@ -68,8 +68,8 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
 
     Args:
         in_channels (int): Channels of the input feature map.
-        reduction (int): ``C_inter = in_channels // reduction`` channels for
-            ``g``/``theta``/``phi``; at least 1. Default: 2.
+        reduction (int): ``C_inter = max(in_channels // reduction, 1)``
+            channels for ``g``/``theta``/``phi`` (mmcv's rule). Default: 2.
         use_scale (bool): Scale ``embedded_gaussian`` logits by
             ``1/sqrt(C_inter)``. Default: True.
         conv_cfg (dict, optional): Config of the 1x1 convs.
@@ -92,7 +92,9 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             :mod:`mmgc.models.utils.implementation`.
     """
 
-    _abbr_ = 'nl_block'
+    #: mmcv ``NonLocal2d``'s: a ResNet names the plugin
+    #: ``layer3.4.nonlocal_block``, as in MMDetection's checkpoints.
+    _abbr_ = 'nonlocal_block'
 
     def __init__(self,
                  in_channels: int,
@@ -115,11 +117,8 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
                            ('sub_sample', sub_sample),
                            ('zeros_init', zeros_init)):
             check_choice(name, flag, (True, False), owner)
-        inter_channels = in_channels // reduction
-        if inter_channels < 1:
-            raise ValueError(
-                f'{owner}: reduction={reduction!r} leaves in_channels // '
-                f'reduction = 0 channels for in_channels={in_channels}')
+        # as mmcv's NonLocal2d: at least one inner channel
+        inter_channels = max(in_channels // reduction, 1)
         self.in_channels = in_channels
         self.reduction = reduction
         self.inter_channels = inter_channels

@@ -36,6 +36,7 @@ from .utils import (OwnInitAfterParent, check_choice, check_odd,
 from .utils.halo_attention import MASK, choose_block, local_attention
 from .utils.implementation import SelectableImpl
 from .utils.precision import float32_region, to_float32
+from .utils.validation import ArgumentError
 
 __all__ = ['SASAConv', 'SASABlock', 'choose_block', 'local_attention']
 
@@ -79,7 +80,7 @@ def _check_heads(name: str, channels: int, num_heads: int,
     if channels % num_heads or head_dim % 2:
         allowed = [h for h in range(1, channels // 2 + 1)
                    if channels % (2 * h) == 0]
-        raise ValueError(
+        raise ArgumentError(
             f'{owner}: num_heads={num_heads!r} does not split '
             f'{name}={channels!r} into an even number of channels per head '
             f'(halves for the row and column embeddings); allowed: '
@@ -155,13 +156,13 @@ class SASAConv(SelectableImpl, BaseModule):
         if padding is not None and padding != 'same' and to_int_pair(
                 'padding', padding,
                 owner) != (kernel[0] // 2, kernel[1] // 2):
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: padding={padding!r} is not supported; use None, '
                 f"'same' or kernel_size // 2 = {kernel[0] // 2} (the output "
                 f'size is always ceil(input / stride))')
         if to_int_pair('dilation', dilation, owner) != (1, 1):
-            raise ValueError(f'{owner}: dilation={dilation!r} is not '
-                             f'supported; only dilation=1')
+            raise ArgumentError(f'{owner}: dilation={dilation!r} is not '
+                                f'supported; only dilation=1')
         check_choice('groups', groups, (1, ), owner)
         head_dim = _check_heads('out_channels', out_channels, num_heads,
                                 owner)

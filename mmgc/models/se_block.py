@@ -20,6 +20,7 @@ from .utils import (SelectableImpl, check_positive, check_positive_int,
 from .utils.context_fusion import context_fusion
 from .utils.implementation import is_tracing
 from .utils.precision import float32_region
+from .utils.validation import ArgumentError
 
 ActCfg = Union[dict, Sequence[dict]]
 
@@ -70,8 +71,8 @@ class SEBlock(SelectableImpl, BaseModule):
             act_cfg = (act_cfg, act_cfg)
         if not isinstance(act_cfg, (list, tuple)) or len(act_cfg) != 2 or \
                 not all(isinstance(cfg, dict) for cfg in act_cfg):
-            raise ValueError(f'{owner}: act_cfg={act_cfg!r} must be a dict '
-                             f'or a pair of dicts')
+            raise ArgumentError(f'{owner}: act_cfg={act_cfg!r} must be a '
+                                f'dict or a pair of dicts')
         self.in_channels = in_channels
         self.ratio = ratio
         self.hidden_channels = hidden

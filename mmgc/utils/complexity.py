@@ -138,11 +138,17 @@ def build_detector(cfg: Config, init_weights: bool = False) -> nn.Module:
     return model
 
 
-def default_baseline(detector_type: str) -> str:
-    """The shipped baseline config of a detector type.
+def default_baseline(detector_type: str, config: Optional[str] = None) -> str:
+    """The shipped baseline config of a config or of a detector type.
+
+    Shipped configs are named ``<blocks>_<backbone>_<detector>[_...].py``;
+    the baseline of one is ``baseline_<backbone>_<detector>.py`` where that
+    is shipped (e.g. ``baseline_r18_retina.py`` for ``gc_r18_retina.py``),
+    else the detector type's (:data:`BASELINES`).
 
     Args:
         detector_type (str): Detector class name, e.g. ``'MaskRCNN'``.
+        config (str, optional): The config to compare with its baseline.
 
     Returns:
         str: Path of the baseline config.
@@ -150,6 +156,11 @@ def default_baseline(detector_type: str) -> str:
     Raises:
         ValueError: No baseline is known for ``detector_type``.
     """
+    parts = osp.splitext(osp.basename(config or ''))[0].split('_')
+    if len(parts) >= 3:
+        own = osp.join(CONFIG_DIR, f'baseline_{parts[1]}_{parts[2]}.py')
+        if osp.isfile(own):
+            return own
     if detector_type not in BASELINES:
         raise ValueError(
             f'no default baseline for detector type {detector_type!r}; '

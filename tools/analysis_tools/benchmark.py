@@ -240,7 +240,8 @@ def main() -> None:
     MMLogger.get_instance('mmgc_benchmark', log_level='WARNING')
 
     cfg, model = build(args.config, args.checkpoint, args)
-    baseline = args.baseline or default_baseline(type(model).__name__)
+    baseline = args.baseline or default_baseline(type(model).__name__,
+                                                 args.config)
     base_cfg, base_model = build(baseline, args.baseline_checkpoint, args)
     shared = None
     if args.checkpoint is None:

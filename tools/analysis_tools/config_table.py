@@ -2,9 +2,10 @@
 
 For every ``configs/*.py`` (or the ones named), builds the detector and
 prints a Markdown table: exact parameter count and delta versus the
-baseline of the same detector (``baseline_r50_mask.py`` /
-``baseline_r50_retina.py``), and the FLOPs of backbone + neck on one
-``--height`` x ``--width`` image (default 800x1333) with their delta.
+baseline of the same detector and backbone (``baseline_r50_mask.py``,
+``baseline_r18_retina.py``, ...: ``complexity.default_baseline``), and
+the FLOPs of backbone + neck on one ``--height`` x ``--width`` image
+(default 800x1333) with their delta.
 
 FLOPs are counted by :mod:`mmgc.utils.complexity` (mmengine's
 ``FlopAnalyzer`` plus handles for the attention operators of mmgc's blocks;
@@ -27,9 +28,9 @@ from mmengine.registry import init_default_scope
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import mmgc  # noqa: E402,F401  (registers the blocks)
-from mmgc.utils.complexity import (BASELINES, backbone_neck_flops,  # noqa
-                                   build_detector, count_params, load_config,
-                                   signed)
+from mmgc.utils.complexity import (backbone_neck_flops,  # noqa: E402
+                                   build_detector, count_params,
+                                   default_baseline, load_config, signed)
 
 
 def measure(config: str, height: int, width: int) -> Dict[str, Any]:
@@ -56,7 +57,7 @@ def measure(config: str, height: int, width: int) -> Dict[str, Any]:
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
-    """Markdown table with deltas to the detector's baseline.
+    """Markdown table with deltas to each config's baseline.
 
     Args:
         rows (list[dict]): :func:`measure` results.
@@ -64,12 +65,15 @@ def table(rows: List[Dict[str, Any]]) -> str:
     Returns:
         str: The table.
     """
-    base = {r['detector']: r for r in rows
-            if r['config'] == BASELINES.get(r['detector'])}
+    by_name = {r['config']: r for r in rows}
     lines = ['| config | params | Δ params | GFLOPs (backbone+neck) | '
              'Δ GFLOPs |', '|---|---:|---:|---:|---:|']
     for row in rows:
-        ref: Optional[Dict[str, Any]] = base.get(row['detector'])
+        try:
+            ref: Optional[Dict[str, Any]] = by_name.get(osp.basename(
+                default_baseline(row['detector'], row['config'])))
+        except ValueError:  # a detector type without a shipped baseline
+            ref = None
         d_params = (signed(row['params'] - ref['params'], ',')
                     if ref else 'n/a')
         d_flops = (signed((row['flops'] - ref['flops']) / 1e9, '.2f')

@@ -16,6 +16,11 @@ puts a plugin into *every* block of the chosen stages. ``PluginResNet`` and
 * ``position='after_block'``: on the block's output (after the residual
   addition and ReLU), where the non-local papers insert their block; mmdet's
   ``'after_conv1'``/``'after_conv2'``/``'after_conv3'`` still work;
+* ResNet-18/34 (``BasicBlock``, which mmdet refuses plugins): positions
+  ``'after_conv1'`` (after its norm and ReLU, as in mmdet's ``Bottleneck``),
+  ``'after_conv2'`` (after its norm, before the residual sum -- where
+  bottlenecks have ``'after_conv3'``) and ``'after_block'``, per stage and
+  per block as above;
 * ``sasa``/``stage_with_sasa``, next to mmdet's ``dcn``/``stage_with_dcn``:
   every bottleneck of the chosen stages builds its 3x3 ``conv2`` -- the
   stride-2 one of a stage's first block included -- as the given attention
@@ -31,19 +36,24 @@ ResNet checkpoint loads with only the new keys missing.
 """
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from mmdet.models.backbones.resnet import Bottleneck, ResNet
+import torch.utils.checkpoint as cp
+from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
-from torch import nn
+from torch import Tensor, nn
 
-from ..utils import check_odd, to_int_pair
+from ..utils import (ArgumentError, ArgumentKeyError, check_odd,
+                     to_int_pair)
 from ..utils.output_plugins import attach_output_plugins
-from ..utils.placement import check_flags, check_plugin_entry, resolve_indices
+from ..utils.placement import (check_flags, check_plugin_entry,
+                               resolve_indices)
 
 #: Plugin positions inside a bottleneck (mmdet's) and on its output (ours).
 CONV_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 POSITIONS = CONV_POSITIONS + ('after_block', )
+#: Plugin positions of a ResNet-18/34 ``BasicBlock`` (two convs).
+BASIC_POSITIONS = ('after_conv1', 'after_conv2', 'after_block')
 PLUGIN_KEYS = ('cfg', 'position', 'stages', 'blocks')
 
 #: Per-block plugins: (mmdet plugin dicts for the conv positions,
@@ -71,6 +81,67 @@ def sasa_conv2_cfg(sasa: Mapping) -> dict:
     if 'kernel_size' in cfg:
         cfg['window_size'] = cfg.pop('kernel_size')
     return cfg
+
+
+class PluginBasicBlock(BasicBlock):
+    """mmdet's ``BasicBlock`` (ResNet-18/34) with plugins after its convs.
+
+    Same submodules and state-dict keys as ``BasicBlock`` plus the plugins
+    (``<abbr><postfix>``, built as mmdet's ``Bottleneck`` builds them).
+
+    Args:
+        *args: ``BasicBlock``'s arguments.
+        plugins (list[dict], optional): mmdet's block plugin dicts
+            (``cfg``, ``position``) with ``position`` ``'after_conv1'``
+            (after ``norm1`` and the ReLU) or ``'after_conv2'`` (after
+            ``norm2``, before the residual sum); each gets ``planes``
+            input channels.
+        **kwargs: ``BasicBlock``'s keyword arguments.
+    """
+
+    def __init__(self, *args: Any, plugins: Optional[List[dict]] = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plugins = plugins or []
+        planes = self.conv2.out_channels
+        self.plugins = plugins
+        self.with_plugins = bool(plugins)
+        self.after_conv1_plugin_names = self.make_block_plugins(
+            planes, [p['cfg'] for p in plugins
+                     if p['position'] == 'after_conv1'])
+        self.after_conv2_plugin_names = self.make_block_plugins(
+            planes, [p['cfg'] for p in plugins
+                     if p['position'] == 'after_conv2'])
+
+    # mmdet's own plugin building and chaining (distinct names, in order)
+    make_block_plugins = Bottleneck.make_block_plugins
+    forward_plugin = Bottleneck.forward_plugin
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``BasicBlock.forward`` with the plugins at their positions.
+
+        Args:
+            x (Tensor): ``[B, C_in, H, W]``.
+
+        Returns:
+            Tensor: ``[B, planes, H / stride, W / stride]``.
+        """
+
+        def _inner_forward(x: Tensor) -> Tensor:
+            identity = x
+            out = self.relu(self.norm1(self.conv1(x)))  # [B, P, H', W']
+            out = self.forward_plugin(out, self.after_conv1_plugin_names)
+            out = self.norm2(self.conv2(out))  # [B, P, H', W']
+            out = self.forward_plugin(out, self.after_conv2_plugin_names)
+            if self.downsample is not None:
+                identity = self.downsample(x)  # [B, P, H', W']
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x)
+        else:
+            out = _inner_forward(x)
+        return self.relu(out)
 
 
 class _StageBlocks:
@@ -105,7 +176,10 @@ class _StageBlocks:
         """
         conv_plugins, output_plugins = self.plugins_per_block[self.built]
         self.built += 1
-        layer = self.block(plugins=conv_plugins or None, **kwargs)
+        block = self.block
+        if conv_plugins and issubclass(block, BasicBlock):
+            block = PluginBasicBlock  # mmdet's BasicBlock takes no plugins
+        layer = block(plugins=conv_plugins or None, **kwargs)
         attach_output_plugins(layer, output_plugins,
                               kwargs['planes'] * self.expansion, self.owner)
         return layer
@@ -119,8 +193,8 @@ class PerBlockPlacementMixin:
     ``ResLayer`` a per-block builder.
 
     Args:
-        depth (int): Network depth; one whose blocks are bottlenecks when
-            plugins or SASA are used (50, 101, 152).
+        depth (int): Network depth (mmdet's: 18, 34, 50, 101, 152);
+            SASA needs bottlenecks (50, 101, 152).
         plugins (Sequence[dict], optional): mmdet's plugin dicts with the
             optional extra key ``blocks`` and the extra position
             ``'after_block'`` (see the module docstring).
@@ -141,26 +215,25 @@ class PerBlockPlacementMixin:
                  **kwargs: Any) -> None:
         owner = type(self).__name__
         if depth not in self.arch_settings:
-            raise ValueError(
+            raise ArgumentKeyError(  # mmdet's ResNet: KeyError
                 f'{owner}: depth={depth!r} is not supported; allowed: '
                 f'{", ".join(map(str, self.arch_settings))}')
         block, stage_blocks = self.arch_settings[depth]
         num_stages = kwargs.get('num_stages', 4)
         stage_blocks = stage_blocks[:num_stages]
-        if (plugins or sasa is not None) and \
-                not issubclass(block, Bottleneck):
+        if sasa is not None and not issubclass(block, Bottleneck):
             deep = [d for d, (b, _) in self.arch_settings.items()
                     if issubclass(b, Bottleneck)]
-            key = 'plugins' if plugins else 'sasa'
-            raise ValueError(
-                f'{owner}: {key}={plugins if plugins else sasa!r} needs '
-                f'bottleneck blocks, but depth={depth} uses '
-                f'{block.__name__}; allowed depths: '
-                f'{", ".join(map(str, deep))}')
-        self._check_plugins(plugins, stage_blocks, owner)
+            raise ArgumentError(
+                f'{owner}: sasa={sasa!r} replaces a bottleneck\'s 3x3 '
+                f'conv2, but depth={depth} uses {block.__name__}; allowed '
+                f'depths: {", ".join(map(str, deep))}')
+        positions = (POSITIONS if issubclass(block, Bottleneck) else
+                     BASIC_POSITIONS)
+        self._check_plugins(plugins, stage_blocks, positions, owner)
         if sasa is None and isinstance(stage_with_sasa, (list, tuple)) \
                 and any(stage_with_sasa):
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: stage_with_sasa={tuple(stage_with_sasa)!r} picks '
                 f"stages but sasa=None; give e.g. sasa=dict(type='SASAConv', "
                 f'kernel_size=7, num_heads=8)')
@@ -174,23 +247,25 @@ class PerBlockPlacementMixin:
 
     @staticmethod
     def _check_plugins(plugins: Optional[Sequence[dict]],
-                       stage_blocks: Sequence[int], owner: str) -> None:
+                       stage_blocks: Sequence[int],
+                       positions: Sequence[str], owner: str) -> None:
         """Validate ``plugins`` before anything is built.
 
         Args:
             plugins (Sequence[dict], optional): See the class docstring.
             stage_blocks (Sequence[int]): Number of blocks of each stage.
+            positions (Sequence[str]): Positions the block type has.
             owner (str): Backbone class, for error messages.
         """
         if plugins is None:
             return
         if not isinstance(plugins, (list, tuple)):
-            raise ValueError(f'{owner}: plugins={plugins!r} must be a list '
-                             f'of dicts')
+            raise ArgumentError(f'{owner}: plugins={plugins!r} must be a list '
+                                f'of dicts')
         num_stages = len(stage_blocks)
         for i, plugin in enumerate(plugins):
             name = f'plugins[{i}]'
-            check_plugin_entry(name, plugin, POSITIONS, PLUGIN_KEYS, owner)
+            check_plugin_entry(name, plugin, positions, PLUGIN_KEYS, owner)
             stages = check_flags(f'{name}.stages', plugin.get('stages'),
                                  num_stages, 'stage', owner)
             blocks = plugin.get('blocks')
@@ -198,7 +273,7 @@ class PerBlockPlacementMixin:
                 continue
             if not isinstance(blocks, (list, tuple)) or \
                     len(blocks) != num_stages:
-                raise ValueError(
+                raise ArgumentError(
                     f"{owner}: {name}.blocks={blocks!r} must be a tuple of "
                     f"{num_stages} entries, one per stage, each None, 'all' "
                     f'or a tuple of block indices')
@@ -206,7 +281,7 @@ class PerBlockPlacementMixin:
                 key = f'{name}.blocks[{stage}]'
                 resolve_indices(key, chosen, stage_blocks[stage], owner)
                 if not selected and chosen not in (None, 'all'):
-                    raise ValueError(
+                    raise ArgumentError(
                         f'{owner}: {key}={chosen!r} picks blocks of stage '
                         f'{stage}, which {name}.stages={plugin["stages"]!r} '
                         f'leaves out; allowed there: None')
@@ -229,19 +304,20 @@ class PerBlockPlacementMixin:
             tuple[bool, ...]: ``num_stages`` flags.
         """
         if not isinstance(sasa, Mapping):
-            raise ValueError(f"{owner}: sasa={sasa!r} must be a dict, e.g. "
-                             f"dict(type='SASAConv', kernel_size=7, "
-                             f'num_heads=8)')
+            raise ArgumentError(f"{owner}: sasa={sasa!r} must be a dict, e.g. "
+                                f"dict(type='SASAConv', kernel_size=7, "
+                                f'num_heads=8)')
         if 'kernel_size' in sasa and 'window_size' in sasa:
-            raise ValueError(f'{owner}: sasa={sasa!r} gives both kernel_size '
-                             f'and window_size; allowed: one of them')
+            raise ArgumentError(f'{owner}: sasa={sasa!r} gives both '
+                                f'kernel_size and window_size; allowed: one '
+                                f'of them')
         if 'kernel_size' in sasa:  # named as in the config, not window_size
             to_int_pair('sasa.kernel_size', sasa['kernel_size'], owner)
             check_odd('sasa.kernel_size', sasa['kernel_size'], owner)
         flags = check_flags('stage_with_sasa', stage_with_sasa, num_stages,
                             'stage', owner)
         if kwargs.get('conv_cfg') is not None:
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: sasa needs conv_cfg=None (mmdet builds conv2 from '
                 f'the DCN slot only without conv_cfg); got conv_cfg='
                 f'{kwargs["conv_cfg"]!r}')
@@ -250,7 +326,7 @@ class PerBlockPlacementMixin:
             both = [s for s in range(num_stages)
                     if flags[s] and dcn_flags[s]]
             if both:
-                raise ValueError(
+                raise ArgumentError(
                     f'{owner}: stage_with_sasa={tuple(stage_with_sasa)!r} '
                     f'and stage_with_dcn={tuple(dcn_flags)!r} both pick '
                     f'stage(s) {both}; conv2 can be one or the other')

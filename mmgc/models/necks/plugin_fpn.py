@@ -22,7 +22,7 @@ arguments plus
   ``kernel_size`` (default: the conv's own 3) sets the window; stride and
   bias follow FPN's conv.
 
-A plugin lives under the conv it follows (``lateral_convs.0.gc_block.*``,
+A plugin lives under the conv it follows (``lateral_convs.0.context_block.*``,
 ``fpn_convs.2.se_block.*``); an attention output conv replaces the conv's
 keys (``fpn_convs.0.conv.qkv.weight``, ``.rel_h``, ``.rel_w``, ``.bias``
 instead of ``fpn_convs.0.conv.weight``/``.bias``). Without plugins and
@@ -35,7 +35,7 @@ from mmcv.cnn import ConvModule, build_conv_layer
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 
-from ..utils import to_int_pair
+from ..utils import ArgumentError, to_int_pair
 from ..utils.output_plugins import attach_output_plugins
 from ..utils.placement import check_flags, check_plugin_entry
 
@@ -74,14 +74,14 @@ class PluginFPN(FPN):
         super().__init__(in_channels, out_channels, num_outs, **kwargs)
         owner = type(self).__name__
         if fpn_conv_cfg is None and fpn_conv_levels is not None:
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: fpn_conv_levels={fpn_conv_levels!r} needs an '
                 f"fpn_conv_cfg, e.g. dict(type='SASAConv', kernel_size=7, "
                 f'num_heads=8)')
         if fpn_conv_cfg is not None:
             if not isinstance(fpn_conv_cfg, Mapping) or \
                     'type' not in fpn_conv_cfg:
-                raise ValueError(
+                raise ArgumentError(
                     f'{owner}: fpn_conv_cfg={fpn_conv_cfg!r} must be a conv '
                     f"config with a 'type', e.g. dict(type='SASAConv', "
                     f'kernel_size=7, num_heads=8)')
@@ -111,8 +111,8 @@ class PluginFPN(FPN):
         if plugins is None:
             return []
         if not isinstance(plugins, (list, tuple)):
-            raise ValueError(f'{owner}: plugins={plugins!r} must be a list '
-                             f'of dicts')
+            raise ArgumentError(f'{owner}: plugins={plugins!r} must be a list '
+                                f'of dicts')
         targets = {
             'after_lateral': (self.lateral_convs, 'lateral conv'),
             'after_fpn_conv': (self.fpn_convs, 'output conv'),

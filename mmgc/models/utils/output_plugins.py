@@ -3,7 +3,7 @@
 Used where MMDetection has no plugin hook of its own: after a whole ResNet
 block (``position='after_block'``) and after FPN's lateral and output convs.
 The plugins become children of the module they follow, named like mmdet's
-block plugins (``<abbr><postfix>``, e.g. ``fpn_convs.2.gc_block``), so a
+block plugins (``<abbr><postfix>``, e.g. ``fpn_convs.2.context_block``), so a
 module without plugins keeps exactly its own state-dict keys; a forward hook
 (a module-level function, so deep copies and pickles of the model keep
 working) runs them after the module's own ``forward``.
@@ -12,6 +12,8 @@ from typing import Any, Iterable, List, Mapping, Tuple
 
 from mmcv.cnn import build_plugin_layer
 from torch import nn
+
+from .validation import ArgumentError
 
 #: Attribute of a module listing its output plugins, in order.
 PLUGIN_NAMES_ATTR = 'output_plugin_names'
@@ -34,6 +36,33 @@ def run_output_plugins(module: nn.Module, args: Tuple[Any, ...],
     return output
 
 
+def add_plugin(module: nn.Module, cfg: Mapping, in_channels: int,
+               owner: str) -> str:
+    """Build one plugin from ``cfg`` as a child of ``module``.
+
+    Args:
+        module (nn.Module): Its parent.
+        cfg (Mapping): Plugin config (``type``, arguments, optional
+            ``postfix``); gets ``in_channels``.
+        in_channels (int): Channels of the map it transforms.
+        owner (str): Class that places it, for error messages.
+
+    Returns:
+        str: Its attribute name, ``<abbr><postfix>`` (as mmdet's).
+    """
+    cfg = dict(cfg)
+    postfix = cfg.pop('postfix', '')
+    name, layer = build_plugin_layer(
+        cfg, postfix=postfix, in_channels=in_channels)
+    if hasattr(module, name):
+        raise ArgumentError(
+            f'{owner}: plugin name {name!r} is already taken in '
+            f'{type(module).__name__}; give the plugin cfg a distinct '
+            f"postfix, e.g. dict(type={cfg['type']!r}, postfix='_2')")
+    module.add_module(name, layer)
+    return name
+
+
 def attach_output_plugins(module: nn.Module, cfgs: Iterable[Mapping],
                           in_channels: int, owner: str) -> List[str]:
     """Build plugins from ``cfgs`` and run them on ``module``'s output.
@@ -51,17 +80,7 @@ def attach_output_plugins(module: nn.Module, cfgs: Iterable[Mapping],
     """
     names = list(getattr(module, PLUGIN_NAMES_ATTR, []))
     for cfg in cfgs:
-        cfg = dict(cfg)
-        postfix = cfg.pop('postfix', '')
-        name, layer = build_plugin_layer(
-            cfg, postfix=postfix, in_channels=in_channels)
-        if hasattr(module, name):
-            raise ValueError(
-                f'{owner}: plugin name {name!r} is already taken in '
-                f'{type(module).__name__}; give the plugin cfg a distinct '
-                f"postfix, e.g. dict(type={cfg['type']!r}, postfix='_2')")
-        module.add_module(name, layer)
-        names.append(name)
+        names.append(add_plugin(module, cfg, in_channels, owner))
     if names and not hasattr(module, PLUGIN_NAMES_ATTR):
         module.register_forward_hook(run_output_plugins)
     if names:

@@ -1,9 +1,11 @@
 """Checks of placement specs: where plugins go in a backbone or neck.
 
 Shared by :class:`~mmgc.models.backbones.PluginResNet` (``stages``,
-``blocks``) and :class:`~mmgc.models.necks.PluginFPN` (``levels``). Every
-error is a ``ValueError`` that names the owner class, the key, the bad value
-and what is allowed.
+``blocks``), :class:`~mmgc.models.necks.PluginFPN` (``levels``) and
+:func:`~mmgc.models.utils.attach.attach_plugins` (module paths). Every error
+is an :class:`~mmgc.models.utils.validation.ArgumentError` (a ``ValueError``
+and the ``AssertionError`` mmdet raises for the same mistake) that names the
+owner class, the key, the bad value and what is allowed.
 """
 import difflib
 import inspect
@@ -11,7 +13,8 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 from mmengine.registry import MODELS
 
-from .validation import _is_int, check_choice
+from .validation import (ArgumentError, ArgumentKeyError, _is_int,
+                         check_choice)
 
 
 def check_flags(name: str, value: Any, length: int, unit: str,
@@ -32,7 +35,7 @@ def check_flags(name: str, value: Any, length: int, unit: str,
         return (True, ) * length
     if not isinstance(value, (tuple, list)) or len(value) != length or \
             not all(isinstance(v, bool) for v in value):
-        raise ValueError(
+        raise ArgumentError(
             f'{owner}: {name}={value!r} must be None (all) or a tuple of '
             f'{length} bools, one per {unit}')
     return tuple(value)
@@ -57,57 +60,65 @@ def resolve_indices(name: str, value: Any, length: int,
         return tuple(range(length))
     if not isinstance(value, (tuple, list)) or not value or \
             not all(_is_int(v) for v in value):
-        raise ValueError(
+        raise ArgumentError(
             f"{owner}: {name}={value!r} must be None, 'all' or a non-empty "
             f'tuple of block indices (ints in [{-length}, {length - 1}])')
     for index in value:
         if not -length <= index < length:
-            raise ValueError(
+            raise ArgumentError(
                 f'{owner}: {name}={value!r}: index {index} is out of range '
                 f'for {length} items; allowed: {-length} .. {length - 1}')
     resolved = [index % length for index in value]
     if len(set(resolved)) != len(resolved):
-        raise ValueError(f'{owner}: {name}={value!r} selects an item twice')
+        raise ArgumentError(f'{owner}: {name}={value!r} selects an item twice')
     return tuple(sorted(resolved))
 
 
-def check_plugin_entry(name: str, plugin: Any, positions: Iterable[str],
+def check_plugin_entry(name: str, plugin: Any,
+                       positions: Optional[Iterable[str]],
                        keys: Iterable[str], owner: str) -> None:
     """Check one entry of a ``plugins`` list: a dict with a ``cfg`` dict
-    that has a ``type``, a known ``position`` and no unknown keys.
+    that has a registered ``type``, a known ``position`` and no unknown keys.
 
     Args:
         name (str): Key for the message, e.g. ``'plugins[1]'``.
         plugin: The entry.
-        positions (Iterable[str]): Allowed values of ``position``.
+        positions (Iterable[str], optional): Allowed values of
+            ``position``; None: the entry has no ``position``.
         keys (Iterable[str]): Allowed keys of the entry (``cfg`` and
             ``position`` included).
         owner (str): Class that received it, for the message.
     """
     keys = tuple(keys)
     if not isinstance(plugin, Mapping):
-        raise ValueError(f'{owner}: {name}={plugin!r} must be a dict with '
-                         f'keys {keys}')
+        raise ArgumentError(f'{owner}: {name}={plugin!r} must be a dict with '
+                            f'keys {keys}')
     unknown = sorted(set(plugin) - set(keys))
     if unknown:
-        raise ValueError(f'{owner}: {name} has unknown key(s) {unknown}; '
-                         f'allowed: {", ".join(keys)}')
+        raise ArgumentError(f'{owner}: {name} has unknown key(s) {unknown}; '
+                            f'allowed: {", ".join(keys)}')
     cfg: Optional[Any] = plugin.get('cfg')
     if not isinstance(cfg, Mapping) or 'type' not in cfg:
-        raise ValueError(f'{owner}: {name}.cfg={cfg!r} must be a dict with '
-                         f'a "type" (e.g. dict(type=\'GCBlock\', ratio=1/16))')
+        raise ArgumentError(f'{owner}: {name}.cfg={cfg!r} must be a dict '
+                            f'with a "type" (e.g. dict(type=\'GCBlock\', '
+                            f'ratio=1/16))')
     check_plugin_type(f'{name}.cfg.type', cfg['type'], owner)
-    check_choice(f'{name}.position', plugin.get('position'), positions, owner)
+    if positions is not None:
+        check_choice(f'{name}.position', plugin.get('position'), positions,
+                     owner)
 
 
 def check_plugin_type(name: str, layer_type: Any, owner: str) -> None:
-    """Raise ``ValueError`` unless mmcv's ``build_plugin_layer`` can find
-    ``layer_type``; the message lists the registered plugin blocks (classes
-    with an ``_abbr_``: the default scope's -- mmdet's, i.e. mmgc's --
-    first, then mmcv's) and the closest name.
+    """Raise :class:`ArgumentKeyError` (``KeyError``, as mmcv's
+    ``build_plugin_layer``) unless ``layer_type`` can be built: the message
+    lists the registered plugin blocks (classes with an ``_abbr_``: the
+    default scope's first, then its parents') and the closest name.
 
     mmcv 2.1's own error for an unknown type reads ``Cannot find None in
-    registry``.
+    registry``. mmgc's blocks are registered in every scope (see
+    :mod:`~mmgc.models.utils.scope`), so the ``custom_imports`` hint is
+    given only for one of their names that is not registered, i.e. when
+    mmgc's models were never imported.
 
     Args:
         name (str): Key for the message, e.g. ``'plugins[0].cfg.type'``.
@@ -125,11 +136,18 @@ def check_plugin_type(name: str, layer_type: Any, owner: str) -> None:
         while registry is not None:  # the scope's registry, then parents
             known += sorted(
                 key for key, cls in registry.module_dict.items()
-                if inspect.isclass(cls) and hasattr(cls, '_abbr_'))
+                if inspect.isclass(cls) and hasattr(cls, '_abbr_')
+                and key not in known)
             registry = registry.parent
     close = difflib.get_close_matches(str(layer_type), known, n=1)
     hint = f' (did you mean {close[0]!r}?)' if close else ''
-    raise ValueError(
-        f'{owner}: {name}={layer_type!r} is not a registered plugin '
-        f'block{hint}; allowed: {", ".join(map(repr, known))}. mmgc\'s '
-        f"blocks need custom_imports=dict(imports=['mmgc']) in the config")
+    message = (f'{owner}: {name}={layer_type!r} is not a registered plugin '
+               f'block{hint}; allowed: {", ".join(map(repr, known))}')
+    if layer_type in MMGC_BLOCKS:
+        message += (". mmgc's blocks need import mmgc, or "
+                    "custom_imports=dict(imports=['mmgc']) in the config")
+    raise ArgumentKeyError(message)
+
+
+#: Registered names of mmgc's plugin blocks.
+MMGC_BLOCKS = ('GCBlock', 'NLBlock', 'SEBlock', 'SASABlock')

@@ -1,13 +1,34 @@
 """Argument checks that name the owner class, the argument, the bad value
-and what is allowed."""
+and what is allowed.
+
+Their errors are of mmgc's own types, which are also the types mmcv and
+mmdet raise for the same mistake (they ``assert``, or raise ``KeyError``
+for an unknown ResNet depth), so code and tests written against
+``ContextBlock`` / ``NonLocal2d`` / ``ResNet`` that catch those keep
+working, and code that catches ``ValueError`` works too.
+"""
 from typing import Any, Iterable, Tuple, Union
 
 IntOrPair = Union[int, Tuple[int, int]]
 
 
+class ArgumentError(ValueError, AssertionError):
+    """A bad argument: a ``ValueError`` whose message names the owner, the
+    argument, the bad value and what is allowed, and an ``AssertionError``,
+    the type mmcv's blocks and mmdet's backbones raise for it."""
+
+
+class ArgumentKeyError(ArgumentError, KeyError):
+    """A bad argument that mmdet reports as ``KeyError`` (e.g. an unknown
+    ResNet ``depth``, an unregistered plugin type in mmcv's
+    ``build_plugin_layer``); the message reads as given, not quoted."""
+
+    __str__ = BaseException.__str__
+
+
 def check_choice(name: str, value: Any, allowed: Iterable[Any],
                  owner: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``allowed``.
+    """Raise :class:`ArgumentError` unless ``value`` is one of ``allowed``.
 
     Args:
         name (str): Argument name, e.g. ``'pooling_type'``.
@@ -17,12 +38,12 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any],
     """
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ValueError(f'{owner}: {name}={value!r} is not supported; '
-                         f'allowed: {", ".join(repr(a) for a in allowed)}')
+        raise ArgumentError(f'{owner}: {name}={value!r} is not supported; '
+                            f'allowed: {", ".join(repr(a) for a in allowed)}')
 
 
 def check_positive(name: str, value: Any, owner: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is a number greater than 0.
+    """Raise :class:`ArgumentError` unless ``value`` is a number > 0.
 
     Args:
         name (str): Argument name, e.g. ``'ratio'``.
@@ -31,7 +52,7 @@ def check_positive(name: str, value: Any, owner: str) -> None:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not value > 0:
-        raise ValueError(f'{owner}: {name}={value!r} must be a number > 0')
+        raise ArgumentError(f'{owner}: {name}={value!r} must be a number > 0')
 
 
 
@@ -41,7 +62,7 @@ def _is_int(value: Any) -> bool:
 
 
 def check_positive_int(name: str, value: Any, owner: str) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` >= 1.
+    """Raise :class:`ArgumentError` unless ``value`` is an ``int`` >= 1.
 
     Args:
         name (str): Argument name, e.g. ``'num_heads'``.
@@ -49,7 +70,7 @@ def check_positive_int(name: str, value: Any, owner: str) -> None:
         owner (str): Class that received it, for the message.
     """
     if not _is_int(value) or value < 1:
-        raise ValueError(f'{owner}: {name}={value!r} must be an int >= 1')
+        raise ArgumentError(f'{owner}: {name}={value!r} must be an int >= 1')
 
 
 def to_int_pair(name: str, value: Any, owner: str) -> Tuple[int, int]:
@@ -67,14 +88,14 @@ def to_int_pair(name: str, value: Any, owner: str) -> Tuple[int, int]:
     pair = (value, value) if _is_int(value) else value
     if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(
             _is_int(v) and v >= 1 for v in pair):
-        raise ValueError(f'{owner}: {name}={value!r} must be an int >= 1 or '
-                         f'a pair of such ints')
+        raise ArgumentError(f'{owner}: {name}={value!r} must be an int >= 1 '
+                            f'or a pair of such ints')
     return int(pair[0]), int(pair[1])
 
 
 def check_odd(name: str, value: IntOrPair, owner: str) -> None:
-    """Raise ``ValueError`` unless ``value`` (``int`` or pair) is odd, e.g. a
-    window that must be centred on its query.
+    """Raise :class:`ArgumentError` unless ``value`` (``int`` or pair) is
+    odd, e.g. a window that must be centred on its query.
 
     Args:
         name (str): Argument name, e.g. ``'kernel_size'``.
@@ -83,13 +104,13 @@ def check_odd(name: str, value: IntOrPair, owner: str) -> None:
     """
     pair = (value, value) if _is_int(value) else tuple(value)
     if any(v % 2 == 0 for v in pair):
-        raise ValueError(f'{owner}: {name}={value!r} must be odd (a window '
-                         f'centred on its query)')
+        raise ArgumentError(f'{owner}: {name}={value!r} must be odd (a window '
+                            f'centred on its query)')
 
 
 def check_reduced_channels(in_channels: int, ratio: float, owner: str) -> int:
     """Channels of a ``ratio`` bottleneck, ``int(in_channels * ratio)``;
-    raise ``ValueError`` if that leaves none.
+    raise :class:`ArgumentError` if that leaves none.
 
     Args:
         in_channels (int): Channels entering the bottleneck.
@@ -101,7 +122,7 @@ def check_reduced_channels(in_channels: int, ratio: float, owner: str) -> int:
     """
     channels = int(in_channels * ratio)
     if channels < 1:
-        raise ValueError(
+        raise ArgumentError(
             f'{owner}: ratio={ratio!r} leaves int(in_channels * ratio) = '
             f'{channels} channels for in_channels={in_channels}; need at '
             f'least 1, i.e. allowed: ratio >= 1/{in_channels}')
