@@ -29,6 +29,7 @@ an exact zero weight. The logits tensor never has to exist, so SDPA's flash
 kernel runs with an additive bias that carries gradients (an explicit
 ``attn_mask`` with gradients would fall back to the quadratic kernel).
 """
+import functools
 import os
 from typing import Optional, Tuple
 
@@ -92,6 +93,7 @@ def block_working_set(block: Tuple[int, int], window: Tuple[int, int],
                        queries * keys)
 
 
+@functools.lru_cache(maxsize=1024)
 def choose_block(height: int, width: int, window: Tuple[int, int],
                  head_dim: int, max_block: int = 16,
                  cache_bytes: Optional[int] = None) -> Tuple[int, int]:
@@ -128,6 +130,9 @@ def choose_block(height: int, width: int, window: Tuple[int, int],
 
     Returns:
         tuple[int, int]: ``(bh, bw)``, each at most the map's side.
+
+    The answer depends only on the arguments, so it is computed once per
+    map size and remembered (``forward`` asks on every call).
     """
     cache = L2_CACHE_BYTES if cache_bytes is None else cache_bytes
     kh, kw = window
