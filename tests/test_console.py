@@ -201,3 +201,21 @@ def test_known_warnings_are_filtered_by_message_and_module():
     assert [str(w.message) for w in caught] == [
         message, 'pkg_resources is great', 'anything else'
     ]
+
+
+def test_known_log_messages_are_dropped_by_logger_and_text():
+    from mmgc.utils import KnownLogMessageFilter
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, message,
+                                 None, None)
+
+    restart = ('Reach the end of the dataloader, it will be restarted and '
+               'continue to iterate.')
+    keep = KnownLogMessageFilter().filter
+    assert not keep(record('mmengine', restart))
+    assert not keep(record('gc_r50_mask_synthetic_20261203_191500', restart))
+    assert keep(record('my_project', restart))  # another logger: shown
+    assert keep(record('mmengine', 'Reach the end of the road'))  # other text
+    assert not keep(record('mmengine', '"FileClient" will be deprecated in '
+                           'future. Please use io functions'))

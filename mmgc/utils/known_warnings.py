@@ -32,6 +32,10 @@ KNOWN_LOG_MESSAGES: Tuple[Tuple[str, str], ...] = (
     # mmdet's DumpDetResults (tools/test.py --out) has no metric prefix
     (r'mmengine$|.*_\d{8}_\d{6}$',
      r'The prefix is not set in metric class DumpDetResults'),
+    # an iteration-based loop over a finite sampler restarts it each pass
+    # by design (the resumable loop counts passes for the exact resume)
+    (r'mmengine$|.*_\d{8}_\d{6}$',
+     r'Reach the end of the dataloader, it will be restarted'),
 )
 
 
