@@ -392,7 +392,10 @@ class StudyRunner:
 
     # -------------------------------------------------------------- run --
     def plan(self) -> List[Tuple[str, int]]:
-        return [(v, s) for v in self.variants for s in self.seeds]
+        """The runs in order: the first seed of every variant, then the
+        next seed of every variant, so a study cut short after some runs
+        already compares every variant it reached on one seed."""
+        return [(v, s) for s in self.seeds for v in self.variants]
 
     def run(self) -> dict:
         """Run the study and write ``study.md``, ``study.json`` and

@@ -53,6 +53,10 @@ def parse_args() -> argparse.Namespace:
         '--analyse', action='store_true',
         help='afterwards, run attention_maps.py statistics on the trained '
         'GC/NL models (first seed)')
+    parser.add_argument(
+        '--report-only', action='store_true',
+        help='train nothing: tabulate the runs finished so far (and with '
+        '--analyse, analyse them)')
     parser.add_argument('--analyse-images', type=int, default=4,
                         help='validation images for --analyse (default 4)')
     add_cfg_options_arg(parser, applies_to='the base config',
@@ -79,7 +83,11 @@ def main() -> None:
         args.config, study, seeds=args.seeds, launcher=args.launcher,
         gpus=args.gpus, work_dir=args.work_dir, cfg_options=args.cfg_options,
         partition=args.partition, shape=args.shape)
-    runner.run()
+    if args.report_only:
+        runner.write_configs()
+        runner.write_report()
+    else:
+        runner.run()
     if args.analyse:
         from mmgc.analysis.study_attention import analyse_study
         analyse_study(runner, num_images=args.analyse_images)
