@@ -138,6 +138,6 @@ def test_wheel_installs_a_package_that_works_without_the_checkout(tmp_path):
                if line.startswith('| `gc_r50_mask.py`'))
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert int(cells[1].replace(',', '')) == params['gc']
-    assert int(re.sub('[+,]', '', cells[2])) == (params['gc'] -
-                                                  params['baseline'])
+    delta = params['gc'] - params['baseline']
+    assert int(re.sub('[+,]', '', cells[2])) == delta
     assert ROOT not in tool.stdout + tool.stderr
