@@ -65,7 +65,7 @@ class _RecordOrder(Hook):
 
 
 def _runner(work_dir, loop: dict, resume_from=None, max_keep_ckpts=-1,
-            recorder=None):
+            recorder=None, save_best=None):
     return Runner(
         model=_NoisyModel(),
         work_dir=str(work_dir),
@@ -84,7 +84,8 @@ def _runner(work_dir, loop: dict, resume_from=None, max_keep_ckpts=-1,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(
             checkpoint=dict(type=AtomicCheckpointHook, interval=1,
-                            by_epoch=False, max_keep_ckpts=max_keep_ckpts),
+                            by_epoch=False, max_keep_ckpts=max_keep_ckpts,
+                            save_best=save_best, rule='greater'),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[recorder] if recorder else None,
         randomness=dict(seed=0),
@@ -95,15 +96,18 @@ def _runner(work_dir, loop: dict, resume_from=None, max_keep_ckpts=-1,
 def _evaluator():
     from mmengine.evaluator import BaseMetric, Evaluator
 
-    class _NoMetric(BaseMetric):
+    class _RisingMetric(BaseMetric):
+        """Better at every evaluation (a new best checkpoint each time)."""
+        calls = 0
 
         def process(self, data_batch, data_samples):
             pass
 
         def compute_metrics(self, results):
-            return dict(score=0.0)
+            self.calls += 1
+            return dict(score=float(self.calls))
 
-    return Evaluator(_NoMetric())
+    return Evaluator(_RisingMetric())
 
 
 def _weights(path):
@@ -173,11 +177,10 @@ def test_a_changed_resume_skip_in_mmengine_fails_loudly(draws):
     ok.check_resumed()
 
 
-def test_checkpoint_hook_commits_then_deletes(tmp_path, monkeypatch):
-    """With max_keep_ckpts=1 every save writes the new checkpoint, then
-    moves last_checkpoint to it, and only then deletes the old checkpoint;
-    both writes are atomic renames and mmengine's own in-place pointer
-    write never touches the work directory."""
+@pytest.fixture
+def file_events(tmp_path, monkeypatch):
+    """(operation, file name) of every rename onto and deletion in
+    tmp_path, in order."""
     events = []
     replace, remove = os.replace, os.remove
 
@@ -193,6 +196,15 @@ def test_checkpoint_hook_commits_then_deletes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'replace', logged_replace)
     monkeypatch.setattr(os, 'remove', logged_remove)
+    return events
+
+
+def test_checkpoint_hook_commits_then_deletes(tmp_path, file_events):
+    """With max_keep_ckpts=1 every save writes the new checkpoint, then
+    moves last_checkpoint to it, and only then deletes the old checkpoint;
+    both writes are atomic renames and mmengine's own in-place pointer
+    write never touches the work directory."""
+    events = file_events
     _runner(tmp_path, dict(type=ResumableIterBasedTrainLoop, max_iters=3,
                            val_interval=10),
             max_keep_ckpts=1).train()
@@ -230,3 +242,24 @@ def test_checkpoint_hook_refuses_nonfinite_weights(tmp_path):
         assert f.read() == str(tmp_path / 'iter_1.pth')
     assert sorted(p for p in os.listdir(tmp_path)
                   if p.endswith('.pth')) == ['iter_1.pth']
+
+
+def test_best_checkpoint_is_replaced_after_the_new_one_is_saved(
+        tmp_path, file_events):
+    """save_best: the previous best checkpoint is deleted only once the new
+    best one (and the checkpoint mmengine saves again to record it) are in
+    place."""
+    _runner(tmp_path, dict(type=ResumableIterBasedTrainLoop, max_iters=4,
+                           val_interval=2),
+            max_keep_ckpts=1, save_best='score').train()
+    at_4 = file_events[file_events.index(('replace', 'iter_4.pth')):]
+    assert at_4 == [
+        ('replace', 'iter_4.pth'), ('replace', 'last_checkpoint'),
+        ('remove', 'iter_3.pth'),
+        ('replace', 'best_score_iter_4.pth'),  # validation after iter 4
+        ('replace', 'iter_4.pth'), ('replace', 'last_checkpoint'),
+        ('remove', 'best_score_iter_2.pth'),
+    ], f'unexpected save sequence: {file_events}'
+    assert sorted(p for p in os.listdir(tmp_path)
+                  if p.endswith('.pth')) == ['best_score_iter_4.pth',
+                                             'iter_4.pth']
