@@ -35,16 +35,23 @@ from mmengine.logging import print_log
 from ..engine.atomic_io import atomic_write
 from ..utils.complexity import (backbone_neck_flops, build_detector,
                                 count_params, load_config)
+from ..utils.package import shipped_path
 from .study_table import AP_KEYS, aggregate, markdown_table, plot_chart
 from .study_table import write_json
 
-#: The repository root (tools/ lives there).
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOLS = osp.join(ROOT, 'tools')
+#: Directory that holds the imported mmgc package (a checkout or
+#: site-packages): the launched tools import the same mmgc.
+PACKAGE_PARENT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LAUNCHERS = ('none', 'pytorch', 'slurm')
 METRICS_FILE = 'metrics.json'
 RECORD_FILE = 'run.json'
 SEGMENTS_FILE = 'train_segments.json'
+
+
+def tool_path(*parts: str) -> str:
+    """Path of one of mmgc's shipped tools, e.g. ``tool_path('train.py')``.
+    """
+    return shipped_path('tools', *parts)
 
 
 def format_duration(seconds: float) -> str:
@@ -226,7 +233,8 @@ class StudyRunner:
         """Environment of the launched tools (PYTHON, PYTHONPATH, GPUS)."""
         env = dict(os.environ)
         env['PYTHON'] = self.python
-        env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+        env['PYTHONPATH'] = PACKAGE_PARENT + os.pathsep + env.get(
+            'PYTHONPATH', '')
         if self.launcher == 'slurm':
             env['GPUS'] = str(self.gpus)
             env.setdefault('GPUS_PER_NODE', str(min(self.gpus, 8)))
@@ -241,12 +249,12 @@ class StudyRunner:
         if resume:
             extra.append('--resume')
         if self.launcher == 'none':
-            return [self.python, osp.join(TOOLS, 'train.py'), config,
+            return [self.python, tool_path('train.py'), config,
                     '--work-dir', run_dir] + extra
         if self.launcher == 'pytorch':
-            return ['bash', osp.join(TOOLS, 'dist_train.sh'), config,
+            return ['bash', tool_path('dist_train.sh'), config,
                     str(self.gpus), '--work-dir', run_dir] + extra
-        return ['bash', osp.join(TOOLS, 'slurm_train.sh'), self.partition,
+        return ['bash', tool_path('slurm_train.sh'), self.partition,
                 f'{variant}-s{seed}', config, run_dir] + extra
 
     def test_command(self, variant: str, seed: int, checkpoint: str,
@@ -257,12 +265,12 @@ class StudyRunner:
                  '--metrics-out', metrics_out,
                  '--cfg-options', f'randomness.seed={seed}']
         if self.launcher == 'none':
-            return [self.python, osp.join(TOOLS, 'test.py'), config,
+            return [self.python, tool_path('test.py'), config,
                     checkpoint] + extra
         if self.launcher == 'pytorch':
-            return ['bash', osp.join(TOOLS, 'dist_test.sh'), config,
+            return ['bash', tool_path('dist_test.sh'), config,
                     checkpoint, str(self.gpus)] + extra
-        return ['bash', osp.join(TOOLS, 'slurm_test.sh'), self.partition,
+        return ['bash', tool_path('slurm_test.sh'), self.partition,
                 f'{variant}-s{seed}-test', config, checkpoint] + extra
 
     def _call(self, command: List[str], log_file: str) -> Tuple[float,

@@ -70,7 +70,7 @@ def analyse_study(runner, num_images: int = 4,
         ``attention.json`` (``blocks`` is attention_maps.py's per-block
         output).
     """
-    from .study import TOOLS
+    from .study import tool_path
     results: Dict[str, dict] = {}
     out_root = osp.join(runner.work_dir, 'attention')
     for variant in runner.variants:
@@ -89,8 +89,8 @@ def analyse_study(runner, num_images: int = 4,
         if stats is None or stats.get('checkpoint') != record['checkpoint']:
             os.makedirs(out_dir, exist_ok=True)
             command = [
-                runner.python, osp.join(TOOLS, 'analysis_tools',
-                                        'attention_maps.py'),
+                runner.python,
+                tool_path('analysis_tools', 'attention_maps.py'),
                 runner.config_path(variant), record['checkpoint']
             ] + val_images(cfg, num_images) + [
                 '--out-dir', out_dir, '--num-positions', str(num_positions)

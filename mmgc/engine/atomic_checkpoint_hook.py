@@ -1,25 +1,36 @@
 """A checkpoint hook whose saves survive a kill at any moment.
 
 mmengine 0.10.7's ``CheckpointHook`` (1) deletes the oldest kept checkpoint
-*before* writing the new one, (2) writes the checkpoint in place and (3)
-writes ``last_checkpoint`` in place. A process killed during a save can
-therefore leave a truncated ``iter_N.pth``, an empty ``last_checkpoint``,
-or (with ``max_keep_ckpts=1``) no loadable checkpoint at all.
-:class:`AtomicCheckpointHook` writes the checkpoint atomically (the
-``atomic_local`` backend), then the pointer atomically, and only then
-deletes the checkpoint that fell out of ``max_keep_ckpts``. It also refuses
-to write weights that are NaN or infinite.
+(and the previous best one) *before* writing the new one, (2) writes the
+checkpoint in place and (3) writes ``last_checkpoint`` in place. A process
+killed during a save can therefore leave a truncated ``iter_N.pth``, an
+empty ``last_checkpoint``, or (with ``max_keep_ckpts=1``) no loadable
+checkpoint at all.
+
+:class:`AtomicCheckpointHook` runs mmengine's own saving (``after_train_iter``,
+``after_train_epoch``, ``after_val_epoch``) as a transaction: the checkpoint
+goes through the ``atomic_local`` storage backend; the deletions mmengine
+asks of the hook's ``file_backend`` are held back; mmengine's in-place
+pointer write lands in a scratch directory (it is given the runner with
+another ``work_dir``); then the pointer is committed with
+:func:`atomic_write` and only then are the held-back files deleted. It also
+refuses to write weights that are NaN or infinite.
+``tests/test_engine_contracts.py`` checks the mmengine behaviour this
+relies on.
 """
 import os.path as osp
-from typing import Optional
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
 
 import torch
-from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from .atomic_io import atomic_write
+
+POINTER = 'last_checkpoint'
 
 
 def first_nonfinite_key(module: torch.nn.Module) -> Optional[str]:
@@ -35,6 +46,45 @@ def first_nonfinite_key(module: torch.nn.Module) -> Optional[str]:
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             return key
     return None
+
+
+class _DeferredRemovals:
+    """A file backend that forwards everything to ``backend`` except
+    ``remove`` and ``rmtree``, which it records for :meth:`commit`."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self._pending: List[Tuple[str, str]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def remove(self, filepath) -> None:
+        self._pending.append(('remove', filepath))
+
+    def rmtree(self, dir_path) -> None:
+        self._pending.append(('rmtree', dir_path))
+
+    def commit(self) -> None:
+        """Delete the recorded paths (those still there)."""
+        for method, path in self._pending:
+            exists = (self._backend.isfile(path) if method == 'remove' else
+                      self._backend.isdir(path))
+            if exists:
+                getattr(self._backend, method)(path)
+        self._pending.clear()
+
+
+class _RunnerWithWorkDir:
+    """The runner, seen with another ``work_dir`` (mmengine writes the
+    ``last_checkpoint`` pointer under the runner's ``work_dir``)."""
+
+    def __init__(self, runner, work_dir: str) -> None:
+        self._runner = runner
+        self.work_dir = work_dir
+
+    def __getattr__(self, name: str):
+        return getattr(self._runner, name)
 
 
 @HOOKS.register_module()
@@ -68,49 +118,88 @@ class AtomicCheckpointHook(CheckpointHook):
             self.backend_args = dict(backend='atomic_local')
         super().before_train(runner)
 
-    def _save_checkpoint_with_step(self, runner, step: int,
-                                   meta: dict) -> None:
-        ckpt_filename = self.filename_tmpl.format(step)
-        if self.check_finite:
-            model = runner.model.module if is_model_wrapper(
-                runner.model) else runner.model
-            bad_key = first_nonfinite_key(model)
-            if bad_key is not None:
-                raise FloatingPointError(
-                    f'refusing to save {ckpt_filename}: {bad_key!r} holds '
-                    f'NaN or inf values at iteration {runner.iter + 1}; the '
-                    f'last checkpoint ({self.last_ckpt}) is left as it is')
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        """Save a checkpoint when due (mmengine's), atomically.
 
-        evicted = None  # deleted only once the new checkpoint is in place
-        if self.max_keep_ckpts > 0 and not (
-                self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
-            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                evicted = self.keep_ckpt_ids.popleft()
-            self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids',
-                                           list(self.keep_ckpt_ids))
+        Args:
+            runner (Runner): The runner of the training process.
+            batch_idx (int): The index of the batch in the train loop.
+            data_batch (dict or tuple or list, optional): The batch.
+            outputs (dict, optional): The model's outputs.
+        """
+        with self._transaction(runner) as view:
+            super().after_train_iter(view, batch_idx, data_batch, outputs)
 
-        self.last_ckpt = self.file_backend.join_path(self.out_dir,
-                                                     ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir,
-            ckpt_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
-        if not is_main_process():
+    def after_train_epoch(self, runner) -> None:
+        """Save a checkpoint when due (mmengine's), atomically.
+
+        Args:
+            runner (Runner): The runner of the training process.
+        """
+        with self._transaction(runner) as view:
+            super().after_train_epoch(view)
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        """Save the best checkpoint when improved (mmengine's), atomically.
+
+        Args:
+            runner (Runner): The runner of the training process.
+            metrics (dict): Evaluation results of all metrics.
+        """
+        with self._transaction(runner) as view:
+            super().after_val_epoch(view, metrics)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Refuse to save non-finite weights (``check_finite``).
+
+        Args:
+            runner (Runner): The runner of the training process.
+            checkpoint (dict): The checkpoint about to be written.
+
+        Raises:
+            FloatingPointError: A weight or buffer holds NaN or inf.
+        """
+        if not self.check_finite:
             return
-        atomic_write(osp.join(runner.work_dir, 'last_checkpoint'),
-                     self.last_ckpt)
-        if evicted is not None:
-            path = self.file_backend.join_path(
-                self.out_dir, self.filename_tmpl.format(evicted))
-            if self.file_backend.isfile(path):
-                self.file_backend.remove(path)
-            elif self.file_backend.isdir(path):  # deepspeed: directories
-                self.file_backend.rmtree(path)
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        bad_key = first_nonfinite_key(model)
+        if bad_key is not None:
+            meta = checkpoint.get('meta', {})
+            raise FloatingPointError(
+                f'refusing to save a checkpoint at iteration '
+                f"{meta.get('iter', runner.iter + 1)}: {bad_key!r} holds NaN "
+                f'or inf values; the last checkpoint '
+                f'({self._committed_pointer(runner)}) is left as it is')
+
+    @contextmanager
+    def _transaction(self, runner) -> Iterator[_RunnerWithWorkDir]:
+        """Run mmengine's saving with deletions held back and the pointer
+        written to a scratch directory; on success commit the pointer
+        atomically, then delete."""
+        backend = getattr(self, 'file_backend', None)
+        if backend is None:  # before_train has not run: nothing is saved
+            yield runner
+            return
+        deferred = _DeferredRemovals(backend)
+        self.file_backend = deferred
+        try:
+            with tempfile.TemporaryDirectory(prefix='mmgc-ckpt-') as scratch:
+                yield _RunnerWithWorkDir(runner, scratch)
+                pointer = osp.join(scratch, POINTER)
+                if osp.isfile(pointer):  # mmengine saved a checkpoint
+                    with open(pointer) as f:
+                        atomic_write(osp.join(runner.work_dir, POINTER),
+                                     f.read())
+        finally:
+            self.file_backend = backend
+        deferred.commit()
+
+    @staticmethod
+    def _committed_pointer(runner) -> Optional[str]:
+        path = osp.join(runner.work_dir, POINTER)
+        if not osp.isfile(path):
+            return None
+        with open(path) as f:
+            return f.read().strip() or None

@@ -10,22 +10,30 @@ These loops record, in each checkpoint (through :class:`TrainStateHook`),
 the global RNG states and the data position (loader epoch, batches drawn in
 it). On resume they reposition the batch sampler without loading data
 (:class:`SkippableBatchSampler`) and restore the RNG states at the moment the
-uninterrupted run was at: after the iterator is created and positioned,
-before the next batch is fetched. With ``num_workers=0`` and a fixed seed
-the resumed run is bit-identical; with workers it draws exactly the
-remaining batches (the workers' own augmentation streams restart).
-Validation runs with the training RNG states preserved, so a resumed run
-(which does not repeat the validation after its checkpoint) stays in step.
-Without the data loader config (a built ``DataLoader``) they fall back to
-mmengine's skipping by fetching.
+uninterrupted run was at: after the loader's iterator is created and
+positioned, before the next batch is fetched. With ``num_workers=0`` and a
+fixed seed the resumed run is bit-identical; with workers it draws exactly
+the remaining batches (the workers' own augmentation streams restart).
+Validation leaves the training RNG states as it found them
+(:class:`TrainStateHook`), so a resumed run, which does not repeat the
+validation after its checkpoint, stays in step. Without the data loader
+config (a built ``DataLoader``) they fall back to mmengine's skipping by
+fetching.
+
+Both loops run mmengine's own ``run`` / ``run_epoch`` and extend them only
+through public points: the iteration-based loop's ``dataloader_iterator``
+(replaced by :class:`ResumableDataIterator`), ``run_iter``, and the batch
+sampler. ``tests/test_engine_contracts.py`` checks the mmengine behaviour
+this relies on.
 """
 import logging
+import time
+from functools import partial
 from typing import Dict, Optional, Sequence
 
 from mmengine.logging import print_log
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
-from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import DataLoader
 
 from .rng_state import preserved_rng_state, restore_rng_state
@@ -43,9 +51,123 @@ def _set_sampler_epoch(dataloader: DataLoader, epoch: int) -> None:
         dataloader.batch_sampler.sampler.set_epoch(epoch)
 
 
+def _skippable(dataloader: DataLoader) -> Optional[SkippableBatchSampler]:
+    sampler = dataloader.batch_sampler
+    return sampler if isinstance(sampler, SkippableBatchSampler) else None
+
+
+class ResumableDataIterator:
+    """Draws batches from a data loader pass after pass, restarting it at
+    its end as mmengine's ``IterBasedTrainLoop`` does, and knows where it
+    is: ``epoch`` (passes completed) and ``batches`` (drawn in this pass).
+
+    After :meth:`resume` it answers the draws with which mmengine's ``run``
+    skips the trained iterations, then restores the checkpoint's RNG states
+    right before the first batch that is trained.
+
+    Args:
+        dataloader (DataLoader): The training data loader.
+    """
+
+    def __init__(self, dataloader: DataLoader) -> None:
+        self.dataloader = dataloader
+        self.epoch = 0
+        self.batches = 0
+        self._iterator = iter(dataloader)
+        self._skip_draws = 0  # draws of mmengine's resume skip still due
+        self._skip_by_index = False  # answer them with None, load nothing
+        self._rng_state: Optional[dict] = None  # restored at the next fetch
+        self._expected_skip = None  # set while the resume is unchecked
+        self._fetched_since_skip = 0
+
+    def __iter__(self) -> 'ResumableDataIterator':
+        return self
+
+    def resume(self, skip_draws: int, rng_state: Optional[dict],
+               position: Optional[Dict[str, int]] = None) -> None:
+        """Prepare for mmengine's skip of ``skip_draws`` trained iterations.
+
+        Args:
+            skip_draws (int): Draws mmengine makes to skip the trained
+                iterations (the resumed iteration count).
+            rng_state (dict, optional): RNG states restored before the first
+                batch after the skip.
+            position (dict, optional): ``epoch`` and ``batches`` of the
+                checkpoint. Given (the loader's batch sampler must be a
+                :class:`SkippableBatchSampler`), the sampler is positioned
+                by index and the skip draws load no data; None: the skip
+                draws fetch batches as mmengine expects.
+        """
+        self._skip_draws = self._expected_skip = skip_draws
+        self._fetched_since_skip = 0
+        self._rng_state = rng_state
+        self._skip_by_index = position is not None
+        if position is not None:
+            self.epoch, self.batches = position['epoch'], position['batches']
+            _set_sampler_epoch(self.dataloader, self.epoch)
+            _skippable(self.dataloader).skip_next(self.batches)
+            self._iterator = None  # made, positioned, at the next fetch
+
+    def check_resumed(self) -> None:
+        """Raise if mmengine's ``run`` did not skip the trained iterations
+        with exactly ``skip_draws`` draws before training on the next batch
+        (called with each batch trained).
+
+        Raises:
+            RuntimeError: The skip differs from the one mmgc relies on.
+        """
+        if self._expected_skip is None:
+            return
+        if self._skip_draws or self._fetched_since_skip != 1:
+            raise RuntimeError(
+                "mmengine's IterBasedTrainLoop.run() no longer skips the "
+                f'{self._expected_skip} trained iterations of a resumed run '
+                f'by drawing {self._expected_skip} batches from '
+                f'dataloader_iterator before training ('
+                f'{self._expected_skip - self._skip_draws} skip draws made, '
+                f'{self._fetched_since_skip} batches fetched after them), '
+                'which the exact resume of ResumableIterBasedTrainLoop '
+                '(mmgc/engine/resumable_loops.py) relies on')
+        self._expected_skip = None
+
+    def __next__(self) -> Optional[Sequence[dict]]:
+        if self._skip_draws:
+            self._skip_draws -= 1
+            if self._skip_by_index:
+                return None  # mmengine drops it; the sampler skipped it
+            return self._fetch()
+        if self._iterator is None:
+            self._iterator = iter(self.dataloader)
+        if self._rng_state is not None:
+            restore_rng_state(self._rng_state)
+            self._rng_state = None
+        self._fetched_since_skip += 1
+        return self._fetch()
+
+    def _fetch(self) -> Sequence[dict]:
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            print_log(
+                'Reach the end of the dataloader, it will be restarted and '
+                'continue to iterate. It is recommended to use '
+                '`mmengine.dataset.InfiniteSampler` to enable the dataloader '
+                'to iterate infinitely.',
+                logger='current', level=logging.WARNING)
+            self.epoch += 1
+            self.batches = 0
+            _set_sampler_epoch(self.dataloader, self.epoch)
+            if self.dataloader.num_workers > 0:
+                time.sleep(2)  # as mmengine: let the old workers shut down
+            self._iterator = iter(self.dataloader)
+            batch = next(self._iterator)
+        self.batches += 1
+        return batch
+
+
 class _ResumableMixin:
-    """State shared by the resumable loops: a skippable batch sampler, the
-    hook that saves and stashes the train state, the batch count.
+    """State shared by the resumable loops: a skippable batch sampler and
+    the hook that saves and stashes the train state.
 
     Args:
         runner (Runner): The runner.
@@ -60,17 +182,11 @@ class _ResumableMixin:
         self.resume_state: Optional[dict] = None
         runner.register_hook(TrainStateHook(self))
         super().__init__(runner, dataloader, **kwargs)
-        self._batches_in_epoch = 0
-
-    @property
-    def _skippable(self) -> Optional[SkippableBatchSampler]:
-        sampler = self.dataloader.batch_sampler
-        return sampler if isinstance(sampler, SkippableBatchSampler) else None
 
     def _take_resume_state(self) -> Optional[dict]:
         """The stashed checkpoint state if this run resumed, else None."""
         state, self.resume_state = self.resume_state, None
-        if self._iter == 0 and self._epoch == 0:
+        if self.iter == 0 and self.epoch == 0:
             return None  # load_from, not resume
         if state is None:
             print_log(
@@ -79,10 +195,6 @@ class _ResumableMixin:
                 'by re-fetching, random streams are not.',
                 logger='current', level=logging.WARNING)
         return state
-
-    def _run_val(self) -> None:
-        with preserved_rng_state():
-            self.runner.val_loop.run()
 
 
 @LOOPS.register_module()
@@ -96,63 +208,50 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
         **kwargs: ``val_begin``, ``val_interval``, ``dynamic_intervals``.
     """
 
+    def __init__(self, runner, dataloader, **kwargs) -> None:
+        super().__init__(runner, dataloader, **kwargs)
+        # mmengine's __init__ made its own iterator, drawing the loader's
+        # base seed from the global RNG; making this one must not draw
+        # again, or the run's random stream would differ from a plain
+        # IterBasedTrainLoop's.
+        with preserved_rng_state():
+            self.dataloader_iterator = ResumableDataIterator(self.dataloader)
+
     def data_position(self) -> Dict[str, int]:
         """Loader epoch and batches drawn in it so far.
 
         Returns:
             dict: ``epoch`` and ``batches``.
         """
-        return dict(epoch=self.dataloader_iterator._epoch,
-                    batches=self._batches_in_epoch)
-
-    def _next_batch(self) -> Sequence[dict]:
-        epoch = self.dataloader_iterator._epoch
-        data_batch = next(self.dataloader_iterator)
-        if self.dataloader_iterator._epoch != epoch:  # wrapped around
-            self._batches_in_epoch = 0
-        self._batches_in_epoch += 1
-        return data_batch
-
-    def _reposition(self, state: Optional[dict]) -> None:
-        """Point the data iterator at the checkpoint's position and restore
-        the RNG states."""
-        if state is None or self._skippable is None:
-            print_log(f'Advance dataloader {self._iter} steps by fetching',
-                      logger='current', level=logging.WARNING)
-            for _ in range(self._iter):
-                self._next_batch()
-        else:
-            epoch, batches = state['data']['epoch'], state['data']['batches']
-            _set_sampler_epoch(self.dataloader, epoch)
-            self._skippable.skip_next(batches)
-            self.dataloader_iterator = _InfiniteDataloaderIterator(
-                self.dataloader)
-            self.dataloader_iterator._epoch = epoch
-            self._batches_in_epoch = batches
-            print_log(f'Resumed the data at loader epoch {epoch}, batch '
-                      f'{batches} (skipped by index, no data loaded)',
-                      logger='current')
-        if state is not None:
-            restore_rng_state(state['rng'])
+        return dict(epoch=self.dataloader_iterator.epoch,
+                    batches=self.dataloader_iterator.batches)
 
     def run(self) -> None:
-        """Launch training (mmengine's ``run`` with the exact resume)."""
-        self.runner.call_hook('before_train')
-        self.runner.call_hook('before_train_epoch')
-        if self._iter > 0:
-            self._reposition(self._take_resume_state())
-        while self._iter < self._max_iters and not self.stop_training:
-            self.runner.model.train()
-            self.run_iter(self._next_batch())
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._iter >= self.val_begin
-                    and (self._iter % self.val_interval == 0
-                         or self._iter == self._max_iters)):
-                self._run_val()
-        self.runner.call_hook('after_train_epoch')
-        self.runner.call_hook('after_train')
-        return self.runner.model
+        """Launch training (mmengine's ``run``, resuming the data exactly)."""
+        if self.iter > 0:
+            state = self._take_resume_state()
+            by_index = (state is not None
+                        and _skippable(self.dataloader) is not None)
+            self.dataloader_iterator.resume(
+                self.iter, state and state['rng'],
+                state['data'] if by_index else None)
+            if by_index:
+                print_log(
+                    f'Resuming the data at loader epoch '
+                    f"{state['data']['epoch']}, batch "
+                    f"{state['data']['batches']}: the {self.iter} trained "
+                    'iterations are skipped by index, no data loaded',
+                    logger='current')
+        return super().run()
+
+    def run_iter(self, data_batch: Sequence[dict]) -> None:
+        """Train on one batch (mmengine's ``run_iter``).
+
+        Args:
+            data_batch (Sequence[dict]): Batch of data from the loader.
+        """
+        self.dataloader_iterator.check_resumed()
+        super().run_iter(data_batch)
 
 
 @LOOPS.register_module()
@@ -167,52 +266,58 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
         **kwargs: ``val_begin``, ``val_interval``, ``dynamic_intervals``.
     """
 
+    def __init__(self, runner, dataloader, **kwargs) -> None:
+        super().__init__(runner, dataloader, **kwargs)
+        self._pending: Optional[dict] = None
+        self._first_batch = 0  # index of this epoch's first trained batch
+        self._batches_in_epoch = 0
+
     def data_position(self) -> Dict[str, int]:
         """Epoch and batches trained in it so far.
 
         Returns:
             dict: ``epoch`` and ``batches``.
         """
-        return dict(epoch=self._epoch, batches=self._batches_in_epoch)
+        return dict(epoch=self.epoch, batches=self._batches_in_epoch)
 
     def run(self) -> None:
-        """Launch training (mmengine's ``run``, validation RNG-neutral)."""
-        self.runner.call_hook('before_train')
-        self._pending = (self._take_resume_state()
-                         if self._iter > 0 or self._epoch > 0 else None)
-        while self._epoch < self._max_epochs and not self.stop_training:
-            self.run_epoch()
-            self._decide_current_val_interval()
-            if (self.runner.val_loop is not None
-                    and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
-                self._run_val()
-        self.runner.call_hook('after_train')
-        return self.runner.model
+        """Launch training (mmengine's ``run``)."""
+        self._pending = self._take_resume_state()
+        return super().run()
 
     def run_epoch(self) -> None:
-        """Iterate one epoch, from the resumed batch if resuming into it."""
-        self.runner.call_hook('before_train_epoch')
-        self.runner.model.train()
+        """Iterate one epoch (mmengine's ``run_epoch``), from the resumed
+        batch if resuming into it."""
         state, self._pending = self._pending, None
-        start = 0
-        if state is not None and state['data']['epoch'] == self._epoch:
-            start = state['data']['batches']  # checkpoint saved mid-epoch
-            if start and self._skippable is None:
-                raise RuntimeError(
-                    'resuming mid-epoch needs the train dataloader as a '
-                    'config (its batch sampler is wrapped to skip batches)')
-        if start:
-            self._skippable.skip_next(start)
-        elif state is not None:  # epoch boundary: the iterator is not made
-            restore_rng_state(state['rng'])
-        iterator = iter(self.dataloader)
-        if start:
-            restore_rng_state(state['rng'])
-        for idx, data_batch in enumerate(iterator, start):
-            self._batches_in_epoch = idx + 1
-            self.run_iter(idx, data_batch)
-        self.runner.call_hook('after_train_epoch')
-        self._epoch += 1
+        self._first_batch = 0
+        if state is not None:
+            data = state['data']
+            if data['epoch'] == self.epoch and data['batches']:
+                skippable = _skippable(self.dataloader)
+                if skippable is None:
+                    raise RuntimeError(
+                        'resuming mid-epoch needs the train dataloader as a '
+                        'config (its batch sampler is wrapped to skip '
+                        'batches)')
+                self._first_batch = data['batches']  # saved mid-epoch
+                # restored once the loader's iterator is made and
+                # positioned, before it fetches
+                skippable.skip_next(self._first_batch,
+                                    then=partial(restore_rng_state,
+                                                 state['rng']))
+            else:  # epoch boundary: before the loader's iterator is made
+                restore_rng_state(state['rng'])
+        super().run_epoch()
         self._batches_in_epoch = 0
+
+    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
+        """Train on one batch (mmengine's ``run_iter``), numbered within the
+        whole epoch.
+
+        Args:
+            idx (int): Index of the batch among those drawn this epoch.
+            data_batch (Sequence[dict]): Batch of data from the loader.
+        """
+        idx += self._first_batch
+        self._batches_in_epoch = idx + 1
+        super().run_iter(idx, data_batch)

@@ -8,7 +8,8 @@ which reproduces bucketing samplers such as MMDetection's
 ``num_workers > 0`` (indices are drawn in the main process).
 """
 import copy
-from typing import Iterator, List, Optional
+import itertools
+from typing import Callable, Iterator, List, Optional
 
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import BatchSampler, Sampler
@@ -37,6 +38,7 @@ class SkippableBatchSampler:
         self.batch_sampler_cfg = copy.deepcopy(batch_sampler)
         self.drop_last = drop_last
         self._skip = 0
+        self._then: Optional[Callable[[], None]] = None
         self._build()
 
     def _build(self) -> None:
@@ -49,7 +51,8 @@ class SkippableBatchSampler:
                 default_args=dict(sampler=self.sampler,
                                   batch_size=self.batch_size))
 
-    def skip_next(self, num_batches: int) -> None:
+    def skip_next(self, num_batches: int,
+                  then: Optional[Callable[[], None]] = None) -> None:
         """Make the next ``__iter__`` start after ``num_batches`` batches.
 
         The wrapped batch sampler is rebuilt, so buffers an abandoned
@@ -57,17 +60,26 @@ class SkippableBatchSampler:
 
         Args:
             num_batches (int): Batches of the coming epoch to skip.
+            then (callable, optional): Called once the batches are skipped,
+                before the first remaining batch is handed out: inside the
+                data loader's first fetch (or, with workers, its first
+                prefetch), i.e. after the loader's iterator is made.
         """
         if num_batches < 0:
             raise ValueError(f'num_batches must be >= 0, got {num_batches}')
         self._build()
         self._skip = num_batches
+        self._then = then
 
     def __iter__(self) -> Iterator[List[int]]:
         skip, self._skip = self._skip, 0
-        for i, batch in enumerate(self.batch_sampler):
-            if i >= skip:
-                yield batch
+        then, self._then = self._then, None
+        batches = iter(self.batch_sampler)
+        for _ in itertools.islice(batches, skip):
+            pass
+        if then is not None:
+            then()
+        yield from batches
 
     def __len__(self) -> int:
         return len(self.batch_sampler)

@@ -39,13 +39,10 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from torch import nn
 
+from .package import shipped_path
 from .tool_config import load_tool_config
 
-#: Directory of the shipped configs (a source checkout / editable install).
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))), 'configs')
-
-#: Baseline config (file name in :data:`CONFIG_DIR`) of each detector type.
+#: Baseline config (file name in the shipped configs) of each detector type.
 BASELINES = {'MaskRCNN': 'baseline_r50_mask.py',
              'RetinaNet': 'baseline_r50_retina.py'}
 
@@ -156,16 +153,17 @@ def default_baseline(detector_type: str, config: Optional[str] = None) -> str:
     Raises:
         ValueError: No baseline is known for ``detector_type``.
     """
+    config_dir = shipped_path('configs')
     parts = osp.splitext(osp.basename(config or ''))[0].split('_')
     if len(parts) >= 3:
-        own = osp.join(CONFIG_DIR, f'baseline_{parts[1]}_{parts[2]}.py')
+        own = osp.join(config_dir, f'baseline_{parts[1]}_{parts[2]}.py')
         if osp.isfile(own):
             return own
     if detector_type not in BASELINES:
         raise ValueError(
             f'no default baseline for detector type {detector_type!r}; '
             f'known: {sorted(BASELINES)} -- pass one explicitly')
-    return osp.join(CONFIG_DIR, BASELINES[detector_type])
+    return osp.join(config_dir, BASELINES[detector_type])
 
 
 def count_params(model: nn.Module) -> int:
