@@ -393,7 +393,7 @@ def onnx_file_size(path: str) -> int:
 __all__ = [
     'MIN_OPSET', 'DEFAULT_OPSET', 'ATOL', 'RTOL', 'max_opset',
     'check_opset', 'load_detector', 'default_input_shape', 'BackboneNeck',
-    'level_names', 'backbone_neck_for_export', 'export_onnx', 'model_opset', 'run_onnxruntime',
-    'OutputDiff', 'compare_outputs', 'compare_with_torch', 'format_table',
-    'format_verdict', 'export_and_compare', 'onnx_file_size'
+    'level_names', 'backbone_neck_for_export', 'export_onnx', 'model_opset',
+    'run_onnxruntime', 'OutputDiff', 'compare_outputs', 'compare_with_torch',
+    'format_table', 'format_verdict', 'export_and_compare', 'onnx_file_size'
 ]
