@@ -4,7 +4,7 @@ Used by ``tools/deployment/export_onnx.py`` and the export tests: the
 detector to export (:func:`load_detector`, :class:`BackboneNeck`, its input
 size :func:`default_input_shape`), the export (:func:`export_onnx`) and the
 comparison of onnxruntime with PyTorch (:func:`compare_with_torch`,
-:func:`format_table`, :func:`format_verdict`). Models go
+:func:`format_comparison`). Models go
 through ``torch.onnx.export``'s ``torch.export``-based exporter (the
 default since torch 2.9; it needs ``onnxscript``), which exports every mmgc
 block: in eval mode under ``no_grad`` the blocks run op by op (GC/SE skip
@@ -353,6 +353,17 @@ def format_verdict(diffs: Sequence[OutputDiff]) -> str:
              if beyond else 'all within tolerance'))
 
 
+def format_comparison(diffs: Sequence[OutputDiff], inputs: Tensor,
+                      atol: float, rtol: float) -> str:
+    """The report of one comparison: versions, input and tolerance, then
+    :func:`format_table` and :func:`format_verdict`."""
+    shape = 'x'.join(str(s) for s in inputs.shape)
+    return (f'onnxruntime {ort.__version__} vs PyTorch {torch.__version__}, '
+            f'random N(0, 1) input {shape}, allowed difference {atol:g} + '
+            f'{rtol:g} * max|torch|:\n{format_table(diffs)}\n'
+            f'{format_verdict(diffs)}')
+
+
 def export_and_compare(module: nn.Module, inputs: Tensor, path: str,
                        opset: int, atol: float, rtol: float,
                        **kwargs) -> List[OutputDiff]:
@@ -395,5 +406,6 @@ __all__ = [
     'check_opset', 'load_detector', 'default_input_shape', 'BackboneNeck',
     'level_names', 'backbone_neck_for_export', 'export_onnx', 'model_opset',
     'run_onnxruntime', 'OutputDiff', 'compare_outputs', 'compare_with_torch',
-    'format_table', 'format_verdict', 'export_and_compare', 'onnx_file_size'
+    'format_table', 'format_verdict', 'format_comparison',
+    'export_and_compare', 'onnx_file_size'
 ]

@@ -22,7 +22,6 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-import onnxruntime
 import torch
 from torch import nn
 
@@ -31,9 +30,8 @@ from mmgc.utils import add_cfg_options_arg, load_tool_config
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     backbone_neck_for_export, check_opset,
                                     compare_with_torch, default_input_shape,
-                                    export_onnx, format_table,
-                                    format_verdict, max_opset,
-                                    onnx_file_size)
+                                    export_onnx, format_comparison,
+                                    max_opset, onnx_file_size)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -97,12 +95,7 @@ def check(path: str, module: nn.Module, names: List[str],
     for height, width in shapes:
         inputs = torch.randn(1, 3, height, width, generator=generator)
         diffs = compare_with_torch(path, module, names, inputs, atol, rtol)
-        print(f'\nonnxruntime {onnxruntime.__version__} vs PyTorch '
-              f'{torch.__version__}, random N(0, 1) input 1x3x{height}x'
-              f'{width}, allowed difference {atol:g} + {rtol:g} * '
-              f'max|torch|:')
-        print(format_table(diffs))
-        print(format_verdict(diffs))
+        print('\n' + format_comparison(diffs, inputs, atol, rtol))
         all_ok &= all(d.ok for d in diffs)
     return all_ok
 
