@@ -1,15 +1,14 @@
 """Shared fixtures: mmdet's default scope, configs and tiny data sets."""
 import os
 import os.path as osp
-import sys
 
 import pytest
+from mmengine.registry import init_default_scope
 
+import mmgc  # noqa: F401  (registers the blocks)
+
+#: The repository root: configs, tools and the checkout's mmgc.
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import mmgc  # noqa: E402,F401  (registers the blocks)
-from mmengine.registry import init_default_scope  # noqa: E402
 
 init_default_scope('mmdet')
 

@@ -19,6 +19,8 @@ import pytest
 import torch
 
 from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
+from mmgc.analysis.log_analysis import (curve, load_json_log, resolve_key,
+                                        train_time_summary)
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv
 from mmgc.models.sasa import local_attention
 
@@ -399,10 +401,9 @@ def test_cal_train_time_iteration_log(tmp_path):
 
 
 def test_cal_train_time_epoch_log(tmp_path):
-    tool = load_tool(LOGS_TOOL)
-    log = tool.load_json_log(write_log(tmp_path / 'e.json', EPOCH_LOG))
+    log = load_json_log(write_log(tmp_path / 'e.json', EPOCH_LOG))
     assert log.by_epoch and len(log.train) == 6 and len(log.val) == 2
-    summary, = tool.cal_train_time([log], Namespace(include_outliers=False))
+    summary = train_time_summary(log, include_outliers=False)
     assert summary['average'] == pytest.approx(0.25, abs=1e-12)
     assert summary['slowest'] == (2, pytest.approx(0.3, abs=1e-12))
     assert summary['fastest'] == (1, pytest.approx(0.2, abs=1e-12))
@@ -425,20 +426,19 @@ def test_plot_curve_writes_png(tmp_path):
 
 
 def test_plot_curve_points_and_errors(tmp_path):
-    tool = load_tool(LOGS_TOOL)
-    iter_log = tool.load_json_log(write_log(tmp_path / 'i.json', ITER_LOG))
-    epoch_log = tool.load_json_log(write_log(tmp_path / 'e.json', EPOCH_LOG))
-    assert tool.resolve_key(iter_log, 'bbox_mAP') == 'coco/bbox_mAP'
-    xs, ys, is_val = tool.curve(iter_log, 'loss', False, 1, 15)
+    iter_log = load_json_log(write_log(tmp_path / 'i.json', ITER_LOG))
+    epoch_log = load_json_log(write_log(tmp_path / 'e.json', EPOCH_LOG))
+    assert resolve_key(iter_log, 'bbox_mAP') == 'coco/bbox_mAP'
+    xs, ys, is_val = curve(iter_log, 'loss', False, 1, 15)
     assert xs.tolist() == [20, 30, 40] and ys.tolist() == [1.5, 1.2, 1.0]
     assert not is_val
     # val metric of an epoch log: at the epoch, or the epoch's last iter
-    xs, ys, is_val = tool.curve(epoch_log, 'coco/bbox_mAP', True, 1, 1)
+    xs, ys, is_val = curve(epoch_log, 'coco/bbox_mAP', True, 1, 1)
     assert xs.tolist() == [1, 2] and ys.tolist() == [0.2, 0.4] and is_val
-    xs, _, _ = tool.curve(epoch_log, 'coco/bbox_mAP', False, 2, 1)
+    xs, _, _ = curve(epoch_log, 'coco/bbox_mAP', False, 2, 1)
     assert xs.tolist() == [24]
     with pytest.raises(KeyError, match="no key 'segm_mAP'"):
-        tool.resolve_key(iter_log, 'segm_mAP')
+        resolve_key(iter_log, 'segm_mAP')
     result = subprocess.run(
         [sys.executable, LOGS_TOOL, 'plot_curve', str(tmp_path / 'i.json'),
          '--keys', 'loss', '--legend', 'a', 'b', '--out',

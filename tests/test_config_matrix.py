@@ -343,21 +343,20 @@ def tool_args(name: str, data_root: str, work_dir: str) -> List[str]:
 def test_every_config_trains_through_tools_train(tiny_coco, repo_root,
                                                  tmp_path, monkeypatch):
     """One iteration per config: in this process through tools/train.py's
-    own argument parsing and config building (one interpreter for all),
-    and one config as a user runs it, in a child process."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'mmgc_train_tool', osp.join(repo_root, 'tools', 'train.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    argument parsing and config building (the package's, one interpreter
+    for all), and one config as a user runs it, in a child process."""
     from mmengine.runner import Runner
+
+    from mmgc.utils import (build_train_config, build_train_parser,
+                            parse_tool_args)
     monkeypatch.chdir(repo_root)
     no_ckpt = ['default_hooks.checkpoint.interval=-1',
                'default_hooks.checkpoint.save_last=False']
     for name in sorted(set(CONFIGS) - {SUBPROCESS_CONFIG}):
         argv = tool_args(name, tiny_coco, str(tmp_path / name)) + no_ckpt
         monkeypatch.setattr(sys, 'argv', argv)
-        runner = Runner.from_cfg(tool.build_config(tool.parse_args()))
+        runner = Runner.from_cfg(
+            build_train_config(parse_tool_args(build_train_parser())))
         runner.train()
         assert runner.iter == 1, name
         loss = runner.message_hub.get_scalar('train/loss').current()

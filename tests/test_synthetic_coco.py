@@ -1,9 +1,6 @@
 """Tests of the synthetic COCO shapes generator (fast: small data sets)."""
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import json
 import os
 import subprocess
@@ -34,13 +31,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
                                    image_size=128, seed=0)
 
 
-def _load_cli():
-    """Import the CLI script as a module."""
-    spec = importlib.util.spec_from_file_location('generate_synthetic_coco',
-                                                  CLI_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the CLI script as a user does."""
+    return subprocess.run([sys.executable, str(CLI_PATH), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_cocoapi_loads_and_annotations_are_consistent(dataset):
@@ -159,22 +153,18 @@ def test_api_rejects_bad_values(tmp_path, name):
         generate_synthetic_coco(tmp_path, **{name: 0})
 
 
-def test_cli_rejects_zero_train():
-    cli = _load_cli()
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as exc:
-        cli.main(['--num-train', '0'])
-    assert exc.value.code == 2
-    assert '--num-train' in stderr.getvalue()
-    assert "'0'" in stderr.getvalue()
+def test_cli_rejects_zero_train(tmp_path):
+    result = _run_cli('--num-train', '0', cwd=tmp_path)
+    assert result.returncode == 2
+    assert '--num-train' in result.stderr
+    assert "'0'" in result.stderr
+    assert not (tmp_path / 'data').exists()
 
 
 def test_cli_generates_and_prints_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(CLI_PATH), '--out-dir',
-         str(tmp_path / 'data'), '--num-train', '2', '--num-val', '1',
-         '--image-size', '64'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = _run_cli('--out-dir', str(tmp_path / 'data'), '--num-train',
+                      '2', '--num-val', '1', '--image-size', '64',
+                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('\n') == 1
     assert 'train 2 images' in result.stdout

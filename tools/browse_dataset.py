@@ -16,14 +16,12 @@ Usage:
 import argparse
 import os
 import os.path as osp
-import sys
 
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import mmgc  # noqa: E402,F401  (registers mmgc's modules)
-from mmgc.utils import (add_cfg_options_arg, add_data_args,  # noqa: E402
+import mmgc  # noqa: F401  (registers mmgc's modules)
+from mmgc.utils import (add_cfg_options_arg, add_data_args,
                         apply_data_args, load_tool_config)
 
 

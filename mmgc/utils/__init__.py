@@ -7,8 +7,10 @@ from .known_warnings import (KnownLogMessageFilter,
 from .package import get_config_path, package_root, shipped_path
 from .progress import ProgressBar
 from .tool_config import (add_cfg_options_arg, add_config_and_launch_args,
-                          add_shape_arg, build_runner, image_shape,
-                          load_tool_config, parse_tool_args, prepare_launch)
+                          add_shape_arg, build_runner, build_test_config,
+                          build_test_parser, build_train_config,
+                          build_train_parser, image_shape, load_tool_config,
+                          parse_tool_args, prepare_launch)
 
 __all__ = [
     'adapt_dist_cfg_to_device', 'init_cpu_process_group', 'add_data_args',
@@ -16,6 +18,7 @@ __all__ = [
     'KnownLogMessageFilter', 'filter_third_party_warnings',
     'get_config_path', 'package_root', 'shipped_path', 'ProgressBar',
     'add_cfg_options_arg', 'add_config_and_launch_args', 'add_shape_arg',
-    'build_runner', 'image_shape', 'load_tool_config', 'parse_tool_args',
-    'prepare_launch'
+    'build_runner', 'build_test_config', 'build_test_parser',
+    'build_train_config', 'build_train_parser', 'image_shape',
+    'load_tool_config', 'parse_tool_args', 'prepare_launch'
 ]

@@ -1,8 +1,9 @@
 """Parameters and FLOPs of detector configs, attention matmuls included.
 
-Shared by ``tools/analysis_tools/get_flops.py``, ``config_table.py`` and
-``benchmark.py``: building a detector from a config file, the baseline
-config of each detector type, and counting.
+Shared by the cost tools (:mod:`mmgc.analysis.config_cost`,
+:mod:`mmgc.analysis.detector_benchmark`), the study runner and the ONNX
+export: building a detector from a config file, the baseline config of
+each detector type, and counting.
 
 FLOPs follow mmengine's ``FlopAnalyzer`` (fvcore) convention: one
 multiply-add is one FLOP, and only matrix-product-like operators count
@@ -22,7 +23,8 @@ functions are for training only):
   halo and the mask channels, so it is more than the ideal ``k^2`` keys
   per query;
 * ``aten::mv``: ``n * m`` for an ``[n, m]`` matrix (matrix-vector
-  products; GC's pooling is a ``bmm`` now, which the analyzer counts);
+  products, which the analyzer skips; GC's attention pooling is a ``bmm``,
+  which it counts itself);
 * ``aten::mean`` (SE's squeeze, GC's ``'avg'`` pooling): one per input
   element, as the analyzer counts ``adaptive_avg_pool2d``.
 

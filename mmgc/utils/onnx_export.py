@@ -1,6 +1,10 @@
 """ONNX export of mmgc models and its check against PyTorch.
 
-Used by ``tools/deployment/export_onnx.py`` and the export tests. Models go
+Used by ``tools/deployment/export_onnx.py`` and the export tests: the
+detector to export (:func:`load_detector`, :class:`BackboneNeck`, its input
+size :func:`default_input_shape`), the export (:func:`export_onnx`) and the
+comparison of onnxruntime with PyTorch (:func:`compare_with_torch`,
+:func:`format_comparison`). Models go
 through ``torch.onnx.export``'s ``torch.export``-based exporter (the
 default since torch 2.9; it needs ``onnxscript``), which exports every mmgc
 block: in eval mode under ``no_grad`` the blocks run op by op (GC/SE skip
@@ -9,6 +13,7 @@ their custom autograd function), fused attention becomes ``MatMul`` +
 TorchScript exporter (``dynamo=False``) fails on SASA's halo tensors and is
 not used.
 """
+import math
 import os
 import os.path as osp
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -17,7 +22,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
+
+from .complexity import build_detector
 
 #: Lowest opset accepted (the first with ``LayerNormalization``, GC's
 #: LayerNorm in one op). The exporter writes opset 18 natively and reaches
@@ -68,6 +78,53 @@ def check_opset(opset: int) -> int:
     return opset
 
 
+def load_detector(cfg: Config, checkpoint: str) -> nn.Module:
+    """The config's detector with all of ``checkpoint``'s weights, in eval
+    mode on the CPU (SyncBN reverted to BN).
+
+    Args:
+        cfg (Config): A loaded config.
+        checkpoint (str): A checkpoint of this config (``.pth``).
+
+    Returns:
+        nn.Module: The detector.
+
+    Raises:
+        FileNotFoundError: If ``checkpoint`` does not exist.
+        RuntimeError: If its keys do not match the model's (a checkpoint of
+            another config).
+    """
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = build_detector(cfg)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                    logger='silent')
+    return model.eval()
+
+
+def default_input_shape(cfg: Config) -> Tuple[int, int]:
+    """``(H, W)`` the detector sees at test time: the test pipeline's
+    ``Resize`` scale (``(w, h)`` in mmdet) rounded up to the data
+    preprocessor's ``pad_size_divisor``.
+
+    Raises:
+        ValueError: If the config has no such ``Resize`` (pass ``--shape``).
+    """
+    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'pipeline', [])
+    scales = [step['scale'] for step in pipeline
+              if step.get('type') == 'Resize' and 'scale' in step]
+    if not scales or not isinstance(scales[0], (list, tuple)):
+        raise ValueError('the config\'s test pipeline has no Resize with a '
+                         '(w, h) scale; pass --shape H W')
+    width, height = scales[0]
+    divisor = cfg.model.get('data_preprocessor', {}).get(
+        'pad_size_divisor', 1) or 1
+    return (math.ceil(height / divisor) * divisor,
+            math.ceil(width / divisor) * divisor)
+
+
 class BackboneNeck(nn.Module):
     """A detector's feature extractor as a plain module: image batch in,
     the tuple of neck (FPN) outputs out -- what ``extract_feat`` returns.
@@ -100,6 +157,30 @@ def level_names(inputs: Tensor, outputs: Sequence[Tensor]) -> List[str]:
     if len(set(names)) != len(names):
         names = [f'out{i}' for i in range(len(outputs))]
     return names
+
+
+def backbone_neck_for_export(cfg: Config, checkpoint: str, height: int,
+                             width: int
+                             ) -> Tuple[BackboneNeck, Tensor, List[str]]:
+    """What ``tools/deployment/export_onnx.py`` exports.
+
+    Args:
+        cfg (Config): A loaded config.
+        checkpoint (str): Its weights (:func:`load_detector`).
+        height (int): Input height.
+        width (int): Input width.
+
+    Returns:
+        tuple: The detector's :class:`BackboneNeck`, an example input
+        ``[1, 3, H, W]`` (``N(0, 1)``, seed 0) and the names of the
+        outputs (:func:`level_names`).
+    """
+    module = BackboneNeck(load_detector(cfg, checkpoint))
+    inputs = torch.randn(1, 3, height, width,
+                         generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        names = level_names(inputs, module(inputs))
+    return module, inputs, names
 
 
 def export_onnx(module: nn.Module,
@@ -225,6 +306,64 @@ def compare_outputs(names: Sequence[str], expected: Sequence[Tensor],
     return diffs
 
 
+def compare_with_torch(path: str, module: nn.Module, names: Sequence[str],
+                       inputs: Tensor, atol: float,
+                       rtol: float) -> List[OutputDiff]:
+    """Run the ONNX model at ``path`` and ``module`` on ``inputs`` and
+    compare them (see :func:`compare_outputs`).
+
+    Args:
+        path (str): The exported ``.onnx`` file.
+        module (nn.Module): What was exported, in eval mode; returns a
+            tensor or a tuple.
+        names (Sequence[str]): Output names.
+        inputs (Tensor): Input of both runs.
+        atol (float): Absolute part of the tolerance.
+        rtol (float): Part relative to each output's largest magnitude.
+
+    Returns:
+        list[OutputDiff]: One record per output.
+    """
+    with torch.no_grad():
+        expected = module(inputs)
+    if isinstance(expected, Tensor):
+        expected = (expected, )
+    return compare_outputs(names, expected, run_onnxruntime(path, inputs),
+                           atol, rtol)
+
+
+def format_table(diffs: Sequence[OutputDiff]) -> str:
+    """The comparison as aligned text, one output per row."""
+    lines = [f'{"output":<8}{"shape":<18}{"max |torch|":>12}'
+             f'{"max abs diff":>14}{"tolerance":>11}  ok']
+    for diff in diffs:
+        shape = 'x'.join(str(s) for s in diff.shape)
+        lines.append(f'{diff.name:<8}{shape:<18}{diff.scale:>12.4g}'
+                     f'{diff.max_diff:>14.3e}{diff.tolerance:>11.3e}  '
+                     f'{"yes" if diff.ok else "NO"}')
+    return '\n'.join(lines)
+
+
+def format_verdict(diffs: Sequence[OutputDiff]) -> str:
+    """One line: the largest difference and the outputs beyond tolerance."""
+    beyond = [d.name for d in diffs if not d.ok]
+    return (f'max abs diff: {max(d.max_diff for d in diffs):.3e} over '
+            f'{len(diffs)} outputs, ' +
+            (f'beyond tolerance: {", ".join(beyond)}'
+             if beyond else 'all within tolerance'))
+
+
+def format_comparison(diffs: Sequence[OutputDiff], inputs: Tensor,
+                      atol: float, rtol: float) -> str:
+    """The report of one comparison: versions, input and tolerance, then
+    :func:`format_table` and :func:`format_verdict`."""
+    shape = 'x'.join(str(s) for s in inputs.shape)
+    return (f'onnxruntime {ort.__version__} vs PyTorch {torch.__version__}, '
+            f'random N(0, 1) input {shape}, allowed difference {atol:g} + '
+            f'{rtol:g} * max|torch|:\n{format_table(diffs)}\n'
+            f'{format_verdict(diffs)}')
+
+
 def export_and_compare(module: nn.Module, inputs: Tensor, path: str,
                        opset: int, atol: float, rtol: float,
                        **kwargs) -> List[OutputDiff]:
@@ -264,7 +403,9 @@ def onnx_file_size(path: str) -> int:
 
 __all__ = [
     'MIN_OPSET', 'DEFAULT_OPSET', 'ATOL', 'RTOL', 'max_opset',
-    'check_opset', 'BackboneNeck', 'level_names',
-    'export_onnx', 'model_opset', 'run_onnxruntime', 'OutputDiff',
-    'compare_outputs', 'export_and_compare', 'onnx_file_size'
+    'check_opset', 'load_detector', 'default_input_shape', 'BackboneNeck',
+    'level_names', 'backbone_neck_for_export', 'export_onnx', 'model_opset',
+    'run_onnxruntime', 'OutputDiff', 'compare_outputs', 'compare_with_torch',
+    'format_table', 'format_verdict', 'format_comparison',
+    'export_and_compare', 'onnx_file_size'
 ]

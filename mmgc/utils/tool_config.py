@@ -1,12 +1,20 @@
-"""Config loading shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Command lines and configs of mmgc's tools: the arguments they share
+(``--cfg-options``, ``--shape``, the launcher's), loading a config as
+MMDetection's tools do, and the whole command line and config of
+``tools/train.py`` (:func:`build_train_parser`, :func:`build_train_config`)
+and ``tools/test.py`` (:func:`build_test_parser`,
+:func:`build_test_config`)."""
 import argparse
+import logging
 import os
 import os.path as osp
 from typing import Optional, Sequence, Tuple
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+from .data_location import add_data_args, apply_data_args
 from .known_warnings import filter_third_party_warnings
 
 
@@ -165,3 +173,151 @@ def prepare_launch(cfg: Config) -> Config:
     adapt_dist_cfg_to_device(cfg)
     init_cpu_process_group(cfg)
     return cfg
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/train.py`` (MMDetection's, with mmgc's
+    data-location and ``--progress`` arguments); parse it with
+    :func:`parse_tool_args`."""
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true', default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='enable automatically scaling LR to the actual batch size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the given checkpoint, or, with no value, from the '
+        'latest checkpoint in the work dir')
+    add_data_args(parser)
+    add_config_and_launch_args(parser)
+    return parser
+
+
+def build_train_config(args: argparse.Namespace) -> Config:
+    """Load the training config and apply the command line of
+    :func:`build_train_parser`: data location, ``--amp``,
+    ``--auto-scale-lr``, ``--resume``, mmgc's class-count check and
+    reliability hooks, and the launcher's process group.
+
+    Args:
+        args (argparse.Namespace): The parsed command line.
+
+    Returns:
+        Config: The config to build the runner from.
+
+    Raises:
+        ValueError: ``--amp`` with an optimizer wrapper other than
+            ``OptimWrapper``.
+        RuntimeError: ``--auto-scale-lr`` without ``auto_scale_lr`` in the
+            config.
+        FileNotFoundError: ``--resume`` names a missing checkpoint.
+    """
+    from ..engine import add_class_count_check, enable_reliability
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
+    apply_data_args(cfg, args)
+    add_class_count_check(cfg)  # heads' num_classes vs the data sets
+    if args.amp:
+        wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper_type == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in your config.',
+                      logger='current', level=logging.WARNING)
+        elif wrapper_type != 'OptimWrapper':
+            raise ValueError(
+                f'--amp needs optim_wrapper.type="OptimWrapper", got '
+                f'{wrapper_type!r}')
+        else:
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        scale_cfg = cfg.get('auto_scale_lr', {})
+        if 'base_batch_size' not in scale_cfg:
+            raise RuntimeError('--auto-scale-lr needs auto_scale_lr = dict('
+                               'base_batch_size=...) in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(
+                f'--resume checkpoint not found: {args.resume!r}')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    # exact resume, atomic checkpoints, NaN guard, rank check (opt out:
+    # --cfg-options reliability.enable=False)
+    enable_reliability(cfg)
+    return prepare_launch(cfg)
+
+
+def build_test_parser() -> argparse.ArgumentParser:
+    """The command line of ``tools/test.py`` (MMDetection's, with mmgc's
+    ``--metrics-out``, ``--no-classwise``, data-location and
+    ``--progress`` arguments); parse it with :func:`parse_tool_args`."""
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a detector checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the directory to save the evaluation metrics')
+    parser.add_argument(
+        '--out', type=str,
+        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--metrics-out', type=str,
+        help='write the evaluation metrics to this JSON file')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory (inside the run\'s log dir) where drawings of the '
+        'predictions are saved')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--no-classwise', dest='classwise', action='store_false',
+        help='leave out the per-class AP table (on by default for COCO '
+        'metrics: printed and written to --metrics-out)')
+    add_data_args(parser)
+    add_config_and_launch_args(parser)
+    return parser
+
+
+def build_test_config(args: argparse.Namespace) -> Config:
+    """Load the test config and apply the command line of
+    :func:`build_test_parser`: the checkpoint, data location, class-count
+    check, per-class AP, drawing hook and the launcher's process group.
+
+    Args:
+        args (argparse.Namespace): The parsed command line.
+
+    Returns:
+        Config: The config to build the runner from.
+
+    Raises:
+        FileNotFoundError: The checkpoint does not exist.
+        ValueError: ``--out`` is not a pickle file name.
+    """
+    from ..engine import add_class_count_check
+    from ..evaluation import enable_classwise
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(
+            f'checkpoint file not found: {args.checkpoint!r}')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out={args.out!r}: the output file must be a '
+                         'pickle file (.pkl or .pickle)')
+    cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
+                           args.work_dir)
+    apply_data_args(cfg, args)
+    add_class_count_check(cfg)  # heads' num_classes vs the test data set
+    if args.classwise:
+        enable_classwise(cfg.test_evaluator)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        cfg = trigger_visualization_hook(cfg, args)
+    return prepare_launch(cfg)

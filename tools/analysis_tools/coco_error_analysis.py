@@ -22,10 +22,8 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from mmgc.evaluation.error_analysis import analyze_results  # noqa: E402
-from mmgc.evaluation.offline import (check_results,  # noqa: E402
+from mmgc.evaluation.error_analysis import analyze_results
+from mmgc.evaluation.offline import (check_results,
                                      load_results_json)
 
 

@@ -9,8 +9,8 @@ the FLOPs of backbone + neck on one ``--height`` x ``--width`` image
 
 FLOPs are counted by :mod:`mmgc.utils.complexity` (mmengine's
 ``FlopAnalyzer`` plus handles for the attention operators of mmgc's blocks;
-see that module for the convention). ``tools/analysis_tools/get_flops.py``
-gives the same numbers for one config, or one config against others.
+see that module for the convention); the rows and the table are
+:mod:`mmgc.analysis.config_cost`, shared with ``get_flops.py``.
 
 Usage:
     python tools/analysis_tools/config_table.py [CONFIG ...]
@@ -20,67 +20,13 @@ import argparse
 import glob
 import os.path as osp
 import sys
-import time
-from typing import Any, Dict, List, Optional
 
 from mmengine.registry import init_default_scope
 
+import mmgc  # noqa: F401  (registers the blocks)
+from mmgc.analysis.config_cost import baseline_table, measure
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-import mmgc  # noqa: E402,F401  (registers the blocks)
-from mmgc.utils.complexity import (backbone_neck_flops,  # noqa: E402
-                                   build_detector, count_params,
-                                   default_baseline, load_config, signed)
-
-
-def measure(config: str, height: int, width: int) -> Dict[str, Any]:
-    """Detector type, parameter count and backbone+neck FLOPs.
-
-    Args:
-        config (str): Config file path.
-        height (int): Image height for the FLOPs.
-        width (int): Image width for the FLOPs.
-
-    Returns:
-        dict: ``config`` (file name), ``detector``, ``params``, ``flops``,
-        ``seconds``.
-    """
-    start = time.time()
-    model = build_detector(load_config(config))
-    row = dict(
-        config=osp.basename(config),
-        detector=type(model).__name__,
-        params=count_params(model),
-        flops=backbone_neck_flops(model, height, width))
-    row['seconds'] = time.time() - start
-    return row
-
-
-def table(rows: List[Dict[str, Any]]) -> str:
-    """Markdown table with deltas to each config's baseline.
-
-    Args:
-        rows (list[dict]): :func:`measure` results.
-
-    Returns:
-        str: The table.
-    """
-    by_name = {r['config']: r for r in rows}
-    lines = ['| config | params | Δ params | GFLOPs (backbone+neck) | '
-             'Δ GFLOPs |', '|---|---:|---:|---:|---:|']
-    for row in rows:
-        try:
-            ref: Optional[Dict[str, Any]] = by_name.get(osp.basename(
-                default_baseline(row['detector'], row['config'])))
-        except ValueError:  # a detector type without a shipped baseline
-            ref = None
-        d_params = (signed(row['params'] - ref['params'], ',')
-                    if ref else 'n/a')
-        d_flops = (signed((row['flops'] - ref['flops']) / 1e9, '.2f')
-                   if ref else 'n/a')
-        lines.append(f"| `{row['config']}` | {row['params']:,} | "
-                     f"{d_params} | {row['flops'] / 1e9:.2f} | {d_flops} |")
-    return '\n'.join(lines)
 
 
 def main() -> None:
@@ -95,11 +41,11 @@ def main() -> None:
         glob.glob(osp.join(ROOT, 'configs', '*.py')))
     rows = []
     for config in configs:
-        rows.append(measure(config, args.height, args.width))
+        rows.append(measure(config, (args.height, args.width)))
         print(f"{rows[-1]['config']}: {rows[-1]['params']:,} params, "
               f"{rows[-1]['flops'] / 1e9:.2f} GFLOPs "
               f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr)
-    print(table(rows))
+    print(baseline_table(rows))
 
 
 if __name__ == '__main__':

@@ -19,16 +19,13 @@ Usage:
 Exits with status 1 and a message when there is no detection to evaluate.
 """
 import argparse
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import mmgc  # noqa: E402,F401  (registers mmgc's modules)
-from mmgc.evaluation import (NothingEvaluatedError,  # noqa: E402
+import mmgc  # noqa: F401  (registers mmgc's modules)
+from mmgc.evaluation import (NothingEvaluatedError,
                              evaluate_predictions, evaluate_results_json,
                              load_predictions, write_metrics)
-from mmgc.utils import (add_cfg_options_arg, add_data_args,  # noqa: E402
+from mmgc.utils import (add_cfg_options_arg, add_data_args,
                         apply_data_args, load_tool_config)
 
 

@@ -41,24 +41,12 @@ Example::
 import argparse
 import os.path as osp
 import sys
-import time
-from typing import Any, Dict, List
 
 from mmengine.registry import init_default_scope
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-import mmgc  # noqa: E402,F401  (registers the blocks)
-from mmgc.utils import (add_cfg_options_arg, add_shape_arg,  # noqa: E402
-                        image_shape)
-from mmgc.utils.complexity import (COUNTER, PLAIN_COUNTER,  # noqa: E402
-                                   backbone_neck_flops, build_detector,
-                                   count_params, detector_flops, load_config,
-                                   signed)
-
-PARTS = {'backbone-neck': 'backbone + neck, one image, not padded',
-         'detector': 'whole detector (_forward: backbone, neck, heads), one '
-                     'image packed by its data_preprocessor'}
+import mmgc  # noqa: F401  (registers the blocks)
+from mmgc.analysis.config_cost import PARTS, compare_table, measure, report
+from mmgc.utils import add_cfg_options_arg, add_shape_arg, image_shape
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,99 +71,18 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def measure(config: str, args: argparse.Namespace) -> Dict[str, Any]:
-    """Params and FLOPs of one config.
-
-    Args:
-        config (str): Config file path.
-        args (argparse.Namespace): The command line.
-
-    Returns:
-        dict: ``config`` (file name), ``params``, ``flops``, ``shape``
-        (the ``(C, H, W)`` counted), ``seconds``.
-    """
-    start = time.time()
-    model = build_detector(load_config(config, args.cfg_options))
-    height, width = args.shape
-    handles = not args.no_attention_handles
-    if args.part == 'detector':
-        flops, padded = detector_flops(model, height, width, handles)
-    else:
-        flops = backbone_neck_flops(model, height, width, handles)
-        padded = (height, width)
-    return dict(config=osp.basename(config), params=count_params(model),
-                flops=flops, shape=(3, ) + tuple(padded),
-                seconds=time.time() - start)
-
-
-def report(row: Dict[str, Any], args: argparse.Namespace) -> str:
-    """MMDetection-style summary of one config (2.x's units: GFLOPs, M)."""
-    split_line = '=' * 30
-    lines = [split_line, f"Config: {row['config']}"]
-    if row['shape'][1:] != tuple(args.shape):
-        lines.append(f'Use size divisor set input shape from '
-                     f'{tuple(args.shape)} to {row["shape"][1:]}')
-    lines += [
-        f"Compute type: {PARTS[args.part]}",
-        f"Counter: {PLAIN_COUNTER if args.no_attention_handles else COUNTER}",
-        f"Input shape: {row['shape']}",
-        f"Flops: {row['flops'] / 1e9:.3f} GFLOPs",
-        f"Params: {row['params'] / 1e6:.3f} M",
-        split_line,
-    ]
-    return '\n'.join(lines)
-
-
-def percent(value: int, base: int) -> str:
-    """``value`` as a signed percentage of ``base``."""
-    return signed(100. * value / base, '.2f') + '%' if base else 'n/a'
-
-
-def table(rows: List[Dict[str, Any]], part: str) -> str:
-    """Markdown table; the first row is the baseline of the others.
-
-    Args:
-        rows (list[dict]): :func:`measure` results, baseline first.
-        part (str): The counted part (``--part``).
-
-    Returns:
-        str: The table.
-    """
-    base = rows[0]
-    lines = [f'| config | params | Δ params | Δ params % | GFLOPs ({part}) '
-             f'| Δ GFLOPs | Δ GFLOPs % |',
-             '|---|---:|---:|---:|---:|---:|---:|']
-    for i, row in enumerate(rows):
-        cells = [f"`{row['config']}`" + (' (baseline)' if i == 0 and
-                                         len(rows) > 1 else ''),
-                 f"{row['params']:,}"]
-        if i == 0:
-            cells += ['', '']
-        else:
-            d_params = row['params'] - base['params']
-            cells += [signed(d_params, ','), percent(d_params,
-                                                     base['params'])]
-        cells.append(f"{row['flops'] / 1e9:.2f}")
-        if i == 0:
-            cells += ['', '']
-        else:
-            d_flops = row['flops'] - base['flops']
-            cells += [signed(d_flops / 1e9, '.2f'),
-                      percent(d_flops, base['flops'])]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
 def main() -> None:
     args = parse_args()
     init_default_scope('mmdet')
+    handles = not args.no_attention_handles
     rows = []
     for config in [args.config] + args.compare:
-        rows.append(measure(config, args))
-        print(report(rows[-1], args))
+        rows.append(measure(config, args.shape, args.part, handles,
+                            args.cfg_options))
+        print(report(rows[-1], args.shape, args.part, handles))
         print(f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr)
     print()
-    print(table(rows, args.part))
+    print(compare_table(rows, args.part))
 
 
 if __name__ == '__main__':

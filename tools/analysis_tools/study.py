@@ -15,13 +15,10 @@ docs/study.md.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from mmgc.analysis.studies import BUILTIN_STUDIES, load_study  # noqa: E402
-from mmgc.analysis.study import LAUNCHERS, StudyRunner  # noqa: E402
-from mmgc.utils.tool_config import (add_cfg_options_arg,  # noqa: E402
+from mmgc.analysis.studies import BUILTIN_STUDIES, load_study
+from mmgc.analysis.study import LAUNCHERS, StudyRunner
+from mmgc.utils.tool_config import (add_cfg_options_arg,
                                     image_shape)
 
 

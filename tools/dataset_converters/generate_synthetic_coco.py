@@ -15,18 +15,10 @@ frame along the image border, away from the objects)::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
-try:
-    from mmgc.datasets.synthetic_coco import generate_synthetic_coco
-except ImportError:  # running from a checkout without mmgc installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from mmgc.datasets.synthetic_coco import generate_synthetic_coco
-
-from mmgc.datasets.synthetic_coco import MODES  # noqa: E402
+from mmgc.datasets.synthetic_coco import MODES, generate_synthetic_coco
 
 
 def _int_at_least(minimum: int):

@@ -16,32 +16,22 @@ Usage:
 """
 import argparse
 import logging
-import math
 import os
 import os.path as osp
 import sys
 import time
 from typing import List, Optional, Tuple
 
-import onnxruntime
 import torch
-from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 from torch import nn
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import mmgc  # noqa: E402,F401  (registers blocks, checkpoint allow-list)
-from mmdet.registry import MODELS  # noqa: E402
-from mmgc.utils import add_cfg_options_arg, load_tool_config  # noqa: E402
-from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET,  # noqa: E402
-                                    MIN_OPSET, RTOL, BackboneNeck,
-                                    OutputDiff, check_opset,
-                                    compare_outputs, export_onnx,
-                                    level_names, max_opset, onnx_file_size,
-                                    run_onnxruntime)
+import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
+from mmgc.utils import add_cfg_options_arg, load_tool_config
+from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
+                                    backbone_neck_for_export, check_opset,
+                                    compare_with_torch, default_input_shape,
+                                    export_onnx, format_comparison,
+                                    max_opset, onnx_file_size)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -96,59 +86,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def default_shape(cfg: Config) -> Tuple[int, int]:
-    """``(H, W)`` the detector sees at test time: the test pipeline's
-    ``Resize`` scale (``(w, h)`` in mmdet) rounded up to the data
-    preprocessor's ``pad_size_divisor``.
-
-    Raises:
-        ValueError: If the config has no such ``Resize`` (pass ``--shape``).
-    """
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
-    scales = [step['scale'] for step in pipeline
-              if step.get('type') == 'Resize' and 'scale' in step]
-    if not scales or not isinstance(scales[0], (list, tuple)):
-        raise ValueError('the config\'s test pipeline has no Resize with a '
-                         '(w, h) scale; pass --shape H W')
-    width, height = scales[0]
-    divisor = cfg.model.get('data_preprocessor', {}).get(
-        'pad_size_divisor', 1) or 1
-    return (math.ceil(height / divisor) * divisor,
-            math.ceil(width / divisor) * divisor)
-
-
-def build_detector(cfg: Config, checkpoint: str) -> nn.Module:
-    """The config's detector with all of ``checkpoint``'s weights, in eval
-    mode on the CPU (SyncBN reverted to BN).
-
-    Raises:
-        FileNotFoundError: If ``checkpoint`` does not exist.
-        RuntimeError: If its keys do not match the model's (a checkpoint of
-            another config).
-    """
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model = MODELS.build(cfg.model)
-    model = revert_sync_batchnorm(model)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
-    return model.eval()
-
-
-def format_table(diffs: List[OutputDiff]) -> str:
-    """The comparison as aligned text, one output per row."""
-    lines = [f'{"output":<8}{"shape":<18}{"max |torch|":>12}'
-             f'{"max abs diff":>14}{"tolerance":>11}  ok']
-    for diff in diffs:
-        shape = 'x'.join(str(s) for s in diff.shape)
-        lines.append(f'{diff.name:<8}{shape:<18}{diff.scale:>12.4g}'
-                     f'{diff.max_diff:>14.3e}{diff.tolerance:>11.3e}  '
-                     f'{"yes" if diff.ok else "NO"}')
-    return '\n'.join(lines)
-
-
 def check(path: str, module: nn.Module, names: List[str],
           shapes: List[Tuple[int, int]], atol: float, rtol: float) -> bool:
     """Compare onnxruntime with PyTorch at each input size; print a table
@@ -157,20 +94,8 @@ def check(path: str, module: nn.Module, names: List[str],
     generator = torch.Generator().manual_seed(0)
     for height, width in shapes:
         inputs = torch.randn(1, 3, height, width, generator=generator)
-        with torch.no_grad():
-            expected = module(inputs)
-        diffs = compare_outputs(names, expected,
-                                run_onnxruntime(path, inputs), atol, rtol)
-        print(f'\nonnxruntime {onnxruntime.__version__} vs PyTorch '
-              f'{torch.__version__}, random N(0, 1) input 1x3x{height}x'
-              f'{width}, allowed difference {atol:g} + {rtol:g} * '
-              f'max|torch|:')
-        print(format_table(diffs))
-        beyond = [d.name for d in diffs if not d.ok]
-        print(f'max abs diff: {max(d.max_diff for d in diffs):.3e} over '
-              f'{len(diffs)} outputs, ' + (
-                  f'beyond tolerance: {", ".join(beyond)}'
-                  if beyond else 'all within tolerance'))
+        diffs = compare_with_torch(path, module, names, inputs, atol, rtol)
+        print('\n' + format_comparison(diffs, inputs, atol, rtol))
         all_ok &= all(d.ok for d in diffs)
     return all_ok
 
@@ -180,17 +105,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     # the exporter logs one line per missing torchvision op and each pass
     logging.getLogger('torch.onnx').setLevel(logging.ERROR)
     cfg = load_tool_config(args.config, cfg_options=args.cfg_options)
-    height, width = args.shape or default_shape(cfg)
+    height, width = args.shape or default_input_shape(cfg)
     out = args.out or osp.join(
         cfg.work_dir,
         osp.splitext(osp.basename(args.config))[0] + '.onnx')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
 
-    module = BackboneNeck(build_detector(cfg, args.checkpoint))
-    inputs = torch.randn(1, 3, height, width,
-                         generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        names = level_names(inputs, module(inputs))
+    module, inputs, names = backbone_neck_for_export(cfg, args.checkpoint,
+                                                     height, width)
     start = time.perf_counter()
     try:
         export_onnx(module, inputs, out, args.opset, output_names=names,
