@@ -89,7 +89,10 @@ class CBAMBlock(BaseModule):
         with float32_region(x.device.type):
             x = x.to(self.channel_mlp[0].weight.dtype)
             avg = x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
-            peak = x.amax(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+            # max with indices: its backward is a scatter to the argmax,
+            # where amax's divides among ties over a full-size mask
+            peak = x.flatten(2).max(dim=2).values[
+                ..., None, None]  # [B, C, 1, 1]
             logits = self.channel_mlp(avg) + self.channel_mlp(peak)
             return torch.sigmoid(to_float32(logits))  # [B, C, 1, 1]
 
@@ -106,7 +109,7 @@ class CBAMBlock(BaseModule):
         with float32_region(x.device.type):
             x = x.to(self.spatial_conv.weight.dtype)
             pooled = torch.cat([x.mean(dim=1, keepdim=True),
-                                x.amax(dim=1, keepdim=True)],
+                                x.max(dim=1, keepdim=True).values],
                                dim=1)  # [B, 2, H, W]
             return torch.sigmoid(to_float32(
                 self.spatial_conv(pooled)))  # [B, 1, H, W]
