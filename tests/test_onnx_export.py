@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
-from conftest import DEMO_CONFIG, tool_env
+from conftest import DEMO_CONFIG, randomize_, tool_env
 from mmdet.registry import MODELS
 from mmgc.models import GCBlock, catalogue
 from mmgc.models.nl_block import _bisect_right
@@ -35,10 +35,7 @@ def randomized(block: torch.nn.Module) -> torch.nn.Module:
     """``block`` in eval mode with every parameter ~ N(0, 0.3^2): the
     zero-initialised last convs become non-zero (no identity blocks) and
     the attention logits are far from uniform."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in block.parameters():
-            param.normal_(0, 0.3)
+    randomize_(block, std=0.3)
     return block.eval()
 
 
