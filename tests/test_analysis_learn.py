@@ -1,17 +1,15 @@
 """Study tools: attention maps and query independence, log analysis,
-dataset browsing; and the blocks' ``attention_weights`` they rely on.
+dataset browsing; and the blocks' ``attention_maps`` they rely on.
 
 The detector is the demo config shrunk to 128 px with one SASABlock (c3),
 one NLBlock (c4), SASAConv as conv2 of c5 and one GCBlock (c5), random
 weights.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
-from argparse import Namespace
 
 import cv2
 import numpy as np
@@ -19,6 +17,7 @@ import pytest
 import torch
 
 from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
+from mmgc.analysis import attention
 from mmgc.analysis.log_analysis import (curve, load_json_log, resolve_key,
                                         train_time_summary)
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv
@@ -61,14 +60,6 @@ TINY_BLOCKS = {
     'backbone.layer4.2.conv2': 'SASAConv',
     'backbone.layer4.2.context_block': 'GCBlock',
 }
-
-
-def load_tool(path: str):
-    spec = importlib.util.spec_from_file_location(
-        osp.splitext(osp.basename(path))[0], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_tool(args, timeout=300) -> str:
@@ -127,25 +118,29 @@ def val_images(data_root: str, count: int) -> list:
             ][:count]
 
 
-# ----------------------------------------------- blocks' attention weights --
+# -------------------------------------------------- blocks' attention maps --
 
 
 @pytest.mark.parametrize('pooling', ['att', 'avg'])
-def test_gc_attention_weights_are_what_forward_pools_with(pooling):
+def test_gc_attention_maps_are_what_forward_pools_with(pooling):
     torch.manual_seed(0)
     block = GCBlock(16, 1 / 4, pooling_type=pooling,
                     fusion_types=('channel_add', 'channel_mul'))
     randomize(block, 0.3)
     x = torch.randn(2, 16, 5, 7)
+    queries = torch.tensor([0, 17, 34])
     with torch.no_grad():
-        weights = block.attention_weights(x)  # [2, 35]
+        maps = block.attention_maps(x, queries)  # [2, 3, 5, 7]
+        weights = maps[:, 0].flatten(1)  # [2, 35]
         context = torch.einsum('bn,bcn->bc', weights, x.flatten(2))
         scale = torch.sigmoid(block.channel_mul_conv(context[..., None,
                                                               None]))
         shift = block.channel_add_conv(context[..., None, None])
         expected = x * scale + shift
         out = block(x)
-    assert weights.shape == (2, 35) and weights.dtype == torch.float32
+    assert maps.shape == (2, 3, 5, 7) and maps.dtype == torch.float32
+    # one map for every query
+    torch.testing.assert_close(maps, maps[:, :1].expand(-1, 3, -1, -1))
     torch.testing.assert_close(weights.sum(1), torch.ones(2))
     if pooling == 'avg':
         torch.testing.assert_close(weights, torch.full((2, 35), 1 / 35))
@@ -159,27 +154,37 @@ def test_gc_attention_weights_are_what_forward_pools_with(pooling):
 @pytest.mark.parametrize('sub_sample', [False, True])
 @pytest.mark.parametrize(
     'mode', ['embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'])
-def test_nl_attention_weights_are_rows_of_forward(mode, sub_sample):
+def test_nl_attention_maps_are_rows_of_forward(mode, sub_sample):
     torch.manual_seed(0)
     block = NLBlock(16, mode=mode, sub_sample=sub_sample)
     randomize(block, 0.3)
     x = torch.randn(2, 16, 7, 9)
     queries = torch.tensor([0, 8, 31, 62])
     with torch.no_grad():
-        weights = block.attention_weights(x, queries)
+        maps = block.attention_maps(x, queries)
         _, _, values = block._project(x)  # [2, M, Ci]
         y = block.pairwise_aggregate(x)[:, queries]  # [2, Q, Ci]
-    keys_hw = (3, 4) if sub_sample else (7, 9)
-    assert weights.shape == (2, 4, *keys_hw)
+    assert maps.shape == (2, 4, 7, 9)
+    if sub_sample:
+        # a key's weight is spread evenly over the 2x2 cells it pools; the
+        # odd last row and column are dropped by the pooling
+        assert maps[..., 6, :].abs().max() == 0
+        assert maps[..., :, 8].abs().max() == 0
+        cells = maps[..., :6, :8].unflatten(2, (3, 2)).unflatten(
+            4, (4, 2))  # [2, Q, 3, 2, 4, 2]
+        torch.testing.assert_close(
+            cells, cells[:, :, :, :1, :, :1].expand_as(cells))
+        weights = cells.sum((3, 5))  # [2, Q, 3, 4]: one per key
+    else:
+        weights = maps
     torch.testing.assert_close(
         torch.einsum('bqm,bmc->bqc', weights.flatten(2), values), y,
         atol=1e-5, rtol=1e-4)
     if mode in ('embedded_gaussian', 'gaussian'):
-        torch.testing.assert_close(weights.flatten(2).sum(2),
-                                   torch.ones(2, 4))
+        torch.testing.assert_close(maps.flatten(2).sum(2), torch.ones(2, 4))
 
 
-def test_nl_attention_weights_equal_explicit_softmax():
+def test_nl_attention_maps_equal_explicit_softmax():
     """Rows of softmax(theta^T phi / sqrt(Ci)) built in full here."""
     torch.manual_seed(1)
     block = NLBlock(8, reduction=2)
@@ -190,23 +195,26 @@ def test_nl_attention_weights_equal_explicit_softmax():
         theta = block.theta(x).flatten(2)[0]  # [Ci, N]
         phi = block.phi(x).flatten(2)[0]  # [Ci, N]
         full = torch.softmax(theta.t() @ phi / 4**0.5, dim=1)  # [N, N]
-        weights = block.attention_weights(x, queries)[0]  # [Q, 4, 5]
-    torch.testing.assert_close(weights.flatten(1), full[queries])
+        maps = block.attention_maps(x, queries)[0]  # [Q, 4, 5]
+    torch.testing.assert_close(maps.flatten(1), full[queries])
 
 
 @pytest.mark.parametrize('window', [3, 5])
-def test_sasa_attention_weights_are_what_forward_attends_with(window):
+def test_sasa_attention_maps_are_what_forward_attends_with(window):
     torch.manual_seed(0)
     conv = SASAConv(16, 16, window, num_heads=2)
     randomize(conv, 0.3)
     x = torch.randn(2, 16, 6, 7)
     queries = torch.tensor([0, 9, 23, 41])  # 0 and 41: corners
     with torch.no_grad():
-        weights = conv.attention_weights(x, queries)  # [2, Q, 2, k, k]
+        weights = conv.window_weights(x, queries)  # [2, Q, 2, k, k]
+        maps = conv.attention_maps(x, queries)  # [2, Q, 6, 7]
         qkv = conv._project_qkv(x)  # [2, 6, 7, 48]
         out = local_attention(qkv, conv.rel_h, conv.rel_w, 2)  # [2,6,7,16]
     assert weights.shape == (2, 4, 2, window, window)
+    assert maps.shape == (2, 4, 6, 7)
     torch.testing.assert_close(weights.flatten(3).sum(3), torch.ones(2, 4, 2))
+    torch.testing.assert_close(maps.flatten(2).sum(2), torch.ones(2, 4))
     radius = window // 2
     values = torch.nn.functional.pad(
         qkv[..., 32:], (0, 0, radius, radius, radius, radius))
@@ -217,27 +225,33 @@ def test_sasa_attention_weights_are_what_forward_attends_with(window):
         attended = torch.einsum('bhyx,byxhd->bhd', weights[:, i], patch)
         torch.testing.assert_close(attended.reshape(2, 16), out[:, row, col],
                                    atol=1e-5, rtol=1e-4)
+        # the map: heads averaged, at the window's image positions, 0 else
+        placed = torch.nn.functional.pad(
+            maps[:, i], (radius, radius, radius, radius))
+        window_part = placed[:, row:row + window, col:col + window]
+        torch.testing.assert_close(window_part, weights[:, i].mean(1))
+        assert placed.sum((1, 2)).sub(window_part.sum((1, 2))).abs().max(
+        ) < 1e-6
     # the top-left query's window has nothing above or left of it
     assert weights[:, 0, :, :radius].abs().max() == 0
     assert weights[:, 0, :, :, :radius].abs().max() == 0
     block = SASABlock(16, window, num_heads=2)
     block.attention = conv
-    torch.testing.assert_close(block.attention_weights(x, queries), weights)
+    torch.testing.assert_close(block.attention_maps(x, queries), maps)
 
 
 # --------------------------------------------------------- attention_maps --
 
 
 def test_mean_cosine_distance_values():
-    tool = load_tool(ATTENTION_TOOL)
     vectors = torch.tensor([[1., 0.], [0., 1.], [1., 1.], [0., 0.]])
     # pairs: 1, 1 - 1/sqrt(2), 1 - 1/sqrt(2); the zero vector is left out
     expected = (1 + 2 * (1 - 2**-0.5)) / 3
-    assert tool.mean_cosine_distance(vectors) == pytest.approx(expected,
-                                                                 abs=1e-12)
-    assert tool.mean_cosine_distance(torch.ones(5, 3)) == 0
-    assert tool.mean_cosine_distance(torch.tensor([[1., 2.], [0., 0.]])) \
-        is None
+    assert attention.mean_cosine_distance(vectors) == pytest.approx(
+        expected, abs=1e-12)
+    assert attention.mean_cosine_distance(torch.ones(5, 3)) == 0
+    assert attention.mean_cosine_distance(torch.tensor([[1., 2.], [0., 0.]
+                                                        ])) is None
 
 
 def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
@@ -290,18 +304,16 @@ def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
 
 def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
     """Maps from the recorded inputs: sums, GC's repeated map, NL's rows of
-    the explicit softmax(theta^T phi)."""
+    the explicit softmax(theta^T phi), SASA's windows."""
     from mmdet.apis import inference_detector
-    tool = load_tool(ATTENTION_TOOL)
     config, checkpoint = tiny_detector
-    model = tool.build_model(
-        Namespace(config=config, checkpoint=checkpoint, cfg_options=None,
-                  device='cpu'))
-    blocks = tool.find_blocks(model)
+    model = attention.build_model(config, checkpoint, device='cpu')
+    blocks = attention.find_blocks(model)
     assert list(blocks) == list(TINY_BLOCKS)
-    recorder = tool.BlockRecorder(blocks)
-    result = inference_detector(model, val_images(tiny_coco, 1)[0],
-                                test_pipeline=tool.build_pipeline(model))
+    recorder = attention.BlockRecorder(blocks)
+    result = inference_detector(
+        model, val_images(tiny_coco, 1)[0],
+        test_pipeline=attention.build_pipeline(model))
     recorder.remove()
     meta = result.metainfo
     assert meta['batch_input_shape'] == (128, 128)
@@ -310,15 +322,15 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
     nl_name = 'backbone.layer3.5.nonlocal_block'
     gc_x, gc_out = recorder.records[gc_name]
     queries = torch.tensor([0, 5, 15])
-    gc_maps = tool.query_attention(blocks[gc_name], gc_x, queries)
+    gc_maps = attention.query_attention(blocks[gc_name], gc_x, queries)
     assert gc_maps.shape == (3, 4, 4)
     torch.testing.assert_close(gc_maps.flatten(1).sum(1), torch.ones(3))
     assert torch.equal(gc_maps[0], gc_maps[2])
-    assert tool.mean_cosine_distance(gc_maps.flatten(1)) < 1e-6
+    assert attention.mean_cosine_distance(gc_maps.flatten(1)) < 1e-6
 
     nl, (nl_x, _) = blocks[nl_name], recorder.records[nl_name]
     queries = torch.tensor([0, 9, 27, 63])
-    nl_maps = tool.query_attention(nl, nl_x, queries)  # [4, 8, 8]
+    nl_maps = attention.query_attention(nl, nl_x, queries)  # [4, 8, 8]
     with torch.no_grad():
         theta = nl.theta(nl_x).flatten(2)[0]  # [Ci, 64]
         phi = nl.phi(nl_x).flatten(2)[0]  # [Ci, 64]
@@ -326,16 +338,19 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
                              dim=1)  # [64, 64]
     torch.testing.assert_close(nl_maps.flatten(1), full[queries],
                                atol=1e-6, rtol=1e-5)
-    assert tool.mean_cosine_distance(nl_maps.flatten(1)) > 1e-3
+    assert attention.mean_cosine_distance(nl_maps.flatten(1)) > 1e-3
 
     for name in ('backbone.layer2.0.sasa_block', 'backbone.layer4.1.conv2'):
         x, _ = recorder.records[name]
-        maps = tool.query_attention(blocks[name], x, queries[:2])
-        assert maps.shape == (2, 3, 3)
+        maps = attention.query_attention(blocks[name], x, queries[:2])
+        height, width = x.shape[2:]
+        assert maps.shape == (2, height, width)
         torch.testing.assert_close(maps.flatten(1).sum(1), torch.ones(2))
+        # query 0 (top-left corner): a 3x3 window holds every weight
+        assert maps[0, :2, :2].sum() == pytest.approx(1, abs=1e-6)
 
-    stats = tool.block_statistics(blocks[gc_name], gc_x, gc_out, meta, 8, 0,
-                                  torch.device('cpu'))
+    stats = attention.block_statistics(blocks[gc_name], gc_x, gc_out, meta,
+                                       8, 0, torch.device('cpu'))
     assert stats['map_size'] == [4, 4] and stats['num_positions'] == 8
     assert stats['attention'] < 1e-6 and stats['input'] > 0
 

@@ -8,93 +8,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import randomize_
+from mmgc.models.catalogue import CATALOGUE, examples
 from mmgc.models.gc_block import GCBlock
-from mmgc.models.nl_block import NLBlock
-from mmgc.models.sasa import SASABlock, SASAConv
-from mmgc.models.se_block import SEBlock
 
-# (class, valid base kwargs, bad argument, bad value)
-INVALID = [
-    (GCBlock, dict(in_channels=16, ratio=1 / 4), 'ratio', 0),
-    (GCBlock, dict(in_channels=16, ratio=1 / 4), 'ratio', -0.5),
-    (GCBlock, dict(in_channels=16, ratio=1 / 4), 'ratio', 1 / 32),
-    (GCBlock, dict(in_channels=16, ratio=1 / 4), 'pooling_type', 'max'),
-    (GCBlock, dict(in_channels=16, ratio=1 / 4), 'transform', 'mlp'),
-    (SEBlock, dict(in_channels=16), 'in_channels', 0),
-    (SEBlock, dict(in_channels=16), 'ratio', 0),
-    (SEBlock, dict(in_channels=16), 'ratio', -1 / 16),
-    (SEBlock, dict(in_channels=16), 'ratio', 1 / 32),
-    (SEBlock, dict(in_channels=16), 'act_cfg', 'ReLU'),
-    (NLBlock, dict(in_channels=16), 'in_channels', -3),
-    (NLBlock, dict(in_channels=16), 'reduction', 0),
-    (NLBlock, dict(in_channels=16), 'reduction', 1.5),
-    (NLBlock, dict(in_channels=16), 'mode', 'softmax'),
-    (NLBlock, dict(in_channels=16), 'std', 0),
-    (NLBlock, dict(in_channels=16), 'use_scale', 'yes'),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'kernel_size', 4),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'kernel_size', (3, 4)),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'num_heads', 3),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'num_heads', 0),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'out_channels', 24),  # 24 / 2 heads: fine; 24 / 8 heads: 3, odd
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'dilation', 2),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2), 'groups',
-     2),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2), 'padding',
-     1),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2), 'stride',
-     0),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'window_size', 6),
-    (SASAConv, dict(in_channels=8, out_channels=16, num_heads=2),
-     'block_size', 0),
-    (SASABlock, dict(in_channels=16, num_heads=2), 'kernel_size', 6),
-    (SASABlock, dict(in_channels=16, num_heads=2), 'num_heads', 5),
-    (SASABlock, dict(in_channels=16, num_heads=2), 'in_channels', 10),
-]
+# (entry, bad constructor call) for every invalid case of the catalogue
+INVALID = [(entry, case) for entry in CATALOGUE for case in entry.invalid]
 
 
-def _case_id(case) -> str:
-    return f'{case[0].__name__}-{case[2]}={case[3]!r}'
+def _case_id(pair) -> str:
+    entry, case = pair
+    return f'{entry.type}-{case.match}'
 
 
-@pytest.mark.parametrize('case', INVALID, ids=[_case_id(c) for c in INVALID])
-def test_bad_argument_raises_value_error_naming_it(case):
-    cls, kwargs, name, value = case
-    kwargs = dict(kwargs, **{name: value})
-    if cls is SASAConv and name == 'out_channels':
-        kwargs['num_heads'] = 8
-    with pytest.raises(ValueError, match=re.escape(f'{name}={value!r}')):
-        cls(**kwargs)
+@pytest.mark.parametrize('pair', INVALID, ids=[_case_id(p) for p in INVALID])
+def test_bad_argument_raises_value_error_naming_it(pair):
+    entry, case = pair
+    kwargs = dict(entry.valid_args, **case.args)
+    with pytest.raises(ValueError, match=re.escape(case.match)):
+        entry.cls(**kwargs)
 
 
-def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
-    """Non-zero values everywhere (zero-init output layers would hide
-    every numerical difference)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-
-
-# name -> (builder, channels); every builder takes the channel count.
+# '{type}-{variant}' -> builder taking the channel count
 BLOCKS: Dict[str, Callable[[int], torch.nn.Module]] = {
-    'gc_add': lambda c: GCBlock(c, ratio=1 / 4),
-    'gc_add_mul': lambda c: GCBlock(
-        c, ratio=1 / 4, fusion_types=('channel_add', 'channel_mul')),
-    'se': lambda c: SEBlock(c, ratio=1 / 4),
-    'nl_embedded_gaussian': lambda c: NLBlock(c),
-    'nl_gaussian_sub': lambda c: NLBlock(c, mode='gaussian', sub_sample=True),
-    'nl_dot_product': lambda c: NLBlock(c, mode='dot_product'),
-    'nl_concatenation': lambda c: NLBlock(c, mode='concatenation'),
-    'sasa_conv': lambda c: SASAConv(c, c, 7, num_heads=4),
-    'sasa_conv_s2': lambda c: SASAConv(c, c, 3, stride=2, num_heads=4),
-    'sasa_block': lambda c: SASABlock(c, num_heads=4),
+    name: (lambda c, e=entry, v=variant: e.build(c, v))
+    for name, (entry, variant) in examples().items()
 }
 
 #: bf16 has an 8-bit mantissa (relative step 2^-8 = 0.4%); after a few
@@ -109,7 +47,7 @@ def test_autocast_bf16_matches_fp32(name, monkeypatch):
     max) of the fp32 output."""
     torch.manual_seed(0)
     block = BLOCKS[name](32).eval()
-    randomize_(block)
+    randomize_(block, std=0.2)
     x = torch.randn(2, 32, 11, 9)
     expected = block(x)
 
@@ -148,7 +86,7 @@ def test_sizes_batches_and_memory_formats(name):
     both memory formats, gradients finite."""
     gen = torch.Generator().manual_seed(1234)
     block = BLOCKS[name](16)
-    randomize_(block)
+    randomize_(block, std=0.2)
     for (h, w), batch in zip(SIZES, itertools.cycle([1, 2, 3, 4])):
         x = torch.randn(batch, 16, h, w, generator=gen)
         out = block(x)
@@ -178,7 +116,7 @@ def test_context_fusion_row_blocks_match_autograd(fusion, x_requires_grad,
     monkeypatch.setattr(fusion_module, '_DOT_BLOCK_BYTES', 3 * 35 * 4)
     monkeypatch.setattr(fusion_module, '_UPDATE_BLOCK_BYTES', 2 * 35 * 4)
     ref = ContextBlock(24, ratio=1 / 4, fusion_types=fusion)
-    randomize_(ref)
+    randomize_(ref, std=0.2)
     ours = GCBlock(24, ratio=1 / 4, fusion_types=fusion)
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(3, 24, 5, 7)

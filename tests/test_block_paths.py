@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import randomize_
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
 from mmgc.models.utils import IMPLS, set_impl
 from mmgc.utils.op_count import OP_GOAL, block_op_counts, count_ops
@@ -63,10 +64,7 @@ def randomized(name: str, seed: int = 0) -> torch.nn.Module:
     """The variant with every parameter non-zero (zero-initialised output
     layers would hide every difference); BN in eval mode."""
     block = VARIANTS[name]()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    randomize_(block, seed, std=0.3)
     return block.eval()
 
 

@@ -29,10 +29,11 @@ import mmgc.models.backbones  # noqa: F401  (registers PluginResNet)
 import mmgc.models.necks  # noqa: F401  (registers PluginFPN)
 from conftest import ROOT, tool_env
 from mmgc.datasets import SYNTHETIC_CLASSES
-from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
+from mmgc.models import (CATALOGUE, CBAMBlock, GCBlock, NLBlock, SASAConv,
+                         SEBlock)
 
 R50_BLOCKS = (3, 4, 6, 3)  # blocks of layer1..layer4 (c2..c5)
-BLOCK_TYPES = (GCBlock, NLBlock, SEBlock, SASAConv, SASABlock)
+BLOCK_TYPES = tuple(entry.cls for entry in CATALOGUE)
 
 
 def every_block(layers: Tuple[int, ...], attr: str) -> List[str]:
@@ -97,6 +98,14 @@ CONFIGS: Dict[str, Spec] = {
                              {SEBlock: every_block((1, 2, 3, 4),
                                                    'se_block')},
                              2_530_992),
+    'cbam_r50_mask.py': Spec('MaskRCNN',
+                             {CBAMBlock: every_block((1, 2, 3, 4),
+                                                     'cbam_block')},
+                             2_532_576),
+    'cbam_r50_retina.py': Spec('RetinaNet',
+                               {CBAMBlock: every_block((1, 2, 3, 4),
+                                                       'cbam_block')},
+                               2_532_576),
     'sasa_r50_mask.py': Spec('MaskRCNN',
                              {SASAConv: every_block((3, 4), 'conv2')},
                              -7_075_200),

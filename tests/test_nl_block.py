@@ -9,26 +9,16 @@ from mmcv.cnn import build_plugin_layer
 from mmdet.models.backbones import ResNet
 from torch.profiler import ProfilerActivity, profile
 
+from conftest import randomize_
 from mmgc.models.nl_block import NLBlock
 
 MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
 
 
-def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial values for every parameter and norm statistic."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t in itertools.chain(module.parameters(), module.buffers()):
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.1
-                        if t.dim() == 1 else
-                        torch.randn(t.shape, generator=gen) * 0.3)
-
-
 def pair(mode, sub_sample, **kwargs):
     """An mmcv block with random weights and ours loaded from it (strict)."""
     ref = NonLocal2d(16, mode=mode, sub_sample=sub_sample, **kwargs)
-    randomize_(ref)
+    randomize_(ref, std=0.3, norm_stats=True)
     ours = NLBlock(16, mode=mode, sub_sample=sub_sample, **kwargs)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref.eval(), ours.eval()
@@ -109,7 +99,7 @@ def test_never_allocates_the_pairwise_matrix(mode):
     """At HW = 2500 no allocation comes near the 25 MB ``HW x HW`` fp32
     matrix (forward and backward)."""
     block = NLBlock(32, mode=mode)
-    randomize_(block)
+    randomize_(block, std=0.3, norm_stats=True)
     x = torch.randn(1, 32, 50, 50, requires_grad=True)
     pairwise_bytes = (50 * 50)**2 * 4
     with profile(activities=[ProfilerActivity.CPU],
@@ -124,7 +114,7 @@ def test_never_allocates_the_pairwise_matrix(mode):
 def test_tiny_maps(mode, sub_sample):
     """1xN and Nx1 maps work with sub-sampling (mmcv's max-pool fails)."""
     block = NLBlock(8, mode=mode, sub_sample=sub_sample)
-    randomize_(block)
+    randomize_(block, std=0.3, norm_stats=True)
     for size in [(1, 1), (1, 5), (4, 1), (3, 3)]:
         out = block(torch.randn(2, 8, *size))
         assert out.shape == (2, 8, *size) and torch.isfinite(out).all()

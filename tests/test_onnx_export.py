@@ -12,9 +12,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
-from conftest import DEMO_CONFIG, tool_env
+from conftest import DEMO_CONFIG, randomize_, tool_env
 from mmdet.registry import MODELS
-from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
+from mmgc.models import GCBlock, catalogue
 from mmgc.models.nl_block import _bisect_right
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     check_opset, compare_outputs,
@@ -24,33 +24,18 @@ from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
 # odd sizes: SASA pads to its query blocks, NL's sub-sampling floors
 INPUT_SHAPE = (1, 32, 13, 17)
 
+# every example of every block the catalogue marks as exportable
 BLOCKS = {
-    'gc': lambda: GCBlock(32, 1 / 4),
-    'gc_avg': lambda: GCBlock(32, 1 / 4, pooling_type='avg'),
-    'gc_add_mul': lambda: GCBlock(
-        32, 1 / 4, fusion_types=('channel_add', 'channel_mul')),
-    'se': lambda: SEBlock(32, 1 / 4),
-    'sasa_block': lambda: SASABlock(32, kernel_size=7, num_heads=4),
-    'sasa_conv': lambda: SASAConv(32, 16, 7, padding=3, num_heads=4),
-    'sasa_conv_stride2': lambda: SASAConv(
-        32, 16, 7, stride=2, padding=3, num_heads=4),
+    name: (lambda e=entry, v=variant: e.build(INPUT_SHAPE[1], v))
+    for name, (entry, variant) in catalogue.examples().items() if entry.onnx
 }
-for _mode in ('embedded_gaussian', 'gaussian', 'dot_product',
-              'concatenation'):
-    for _sub in (False, True):
-        BLOCKS[f'nl_{_mode}' + ('_sub' if _sub else '')] = (
-            lambda mode=_mode, sub=_sub: NLBlock(32, mode=mode,
-                                                 sub_sample=sub))
 
 
 def randomized(block: torch.nn.Module) -> torch.nn.Module:
     """``block`` in eval mode with every parameter ~ N(0, 0.3^2): the
     zero-initialised last convs become non-zero (no identity blocks) and
     the attention logits are far from uniform."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for param in block.parameters():
-            param.normal_(0, 0.3)
+    randomize_(block, std=0.3)
     return block.eval()
 
 

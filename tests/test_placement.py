@@ -16,18 +16,15 @@ from mmdet.registry import MODELS
 
 import mmgc.models.backbones  # noqa: F401  (registers PluginResNet)
 import mmgc.models.necks  # noqa: F401  (registers PluginFPN)
-from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
+from mmgc.models import GCBlock, NLBlock, SASAConv, SEBlock, catalogue
 
 R50_BLOCKS = (3, 4, 6, 3)
 WIDTH = 16  # base_channels: planes 16..128, outputs 64..512
-BLOCK_CFGS = {
-    GCBlock: dict(type='GCBlock', ratio=1. / 16),
-    NLBlock: dict(type='NLBlock'),
-    SEBlock: dict(type='SEBlock', ratio=1. / 16),
-    SASABlock: dict(type='SASABlock', kernel_size=3, num_heads=8),
-}
-ABBR = {GCBlock: 'context_block', NLBlock: 'nonlocal_block',
-        SEBlock: 'se_block', SASABlock: 'sasa_block'}
+# every plugin block of the catalogue, in its first (usual) configuration
+BLOCK_CFGS = {entry.cls: entry.config()
+              for entry in catalogue.entries(catalogue.PLUGIN)}
+ABBR = {entry.cls: entry.abbr
+        for entry in catalogue.entries(catalogue.PLUGIN)}
 
 
 def placed(model, cls):

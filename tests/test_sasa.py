@@ -15,41 +15,17 @@ from mmgc.models.sasa import SASABlock, SASAConv, choose_block
 
 
 def reference_sasa(layer: SASAConv, x: torch.Tensor) -> torch.Tensor:
-    """Local attention written out over explicit k x k windows.
-
-    Keys outside the image get a logit of -inf (masked, not zero keys);
-    logits are (q . k + q_h . r_h[row offset] + q_w . r_w[col offset]) /
-    sqrt(d); stride s is s x s average pooling with ceil_mode.
-    """
-    b, _, h, w = x.shape
-    c, heads, d = layer.out_channels, layer.num_heads, layer.head_dim
-    kh, kw = layer.window_size
-    qkv = F.conv2d(x, layer.qkv.weight)
-    q, k, v = qkv.chunk(3, dim=1)  # [B, C, H, W] each
-
-    def windows(t):  # [B, heads, d, kh*kw, H*W]
-        return F.unfold(t, (kh, kw), padding=(kh // 2, kw // 2)).reshape(
-            b, heads, d, kh * kw, h * w)
-
-    inside = F.unfold(torch.ones(1, 1, h, w), (kh, kw),
-                      padding=(kh // 2, kw // 2)).reshape(kh * kw, h * w) > 0
-    rel = torch.cat([
-        layer.rel_h[:, None, :].expand(kh, kw, d // 2),
-        layer.rel_w[None, :, :].expand(kh, kw, d // 2)
-    ], dim=-1).reshape(kh * kw, d)  # r for offset (a, b) = [r_h[a], r_w[b]]
-    q = q.reshape(b, heads, d, 1, h * w)
-    logits = (q * windows(k)).sum(2) + torch.einsum('bhdn,kd->bhkn', q[:, :,
-                                                                     :, 0],
-                                                     rel)
-    logits = logits / d**0.5
-    logits = logits.masked_fill(~inside, float('-inf'))
-    attn = logits.softmax(dim=2)  # [B, heads, kh*kw, H*W]
-    out = (attn[:, :, None] * windows(v)).sum(3).reshape(b, c, h, w)
-    if layer.stride != (1, 1):
-        out = F.avg_pool2d(out, layer.stride, layer.stride, ceil_mode=True)
-    if layer.bias is not None:
-        out = out + layer.bias.view(1, -1, 1, 1)
-    return out
+    """``layer``'s output through its reference path: local attention
+    written out over explicitly unfolded k x k windows
+    (:meth:`SASAConv.local_attention_reference`: keys outside the image
+    masked, not zero keys), then the stride's ceil-mode average pooling and
+    the bias -- with the same parameters, so gradients compare too."""
+    impl = layer.impl
+    layer.impl = 'reference'
+    try:
+        return layer(x)
+    finally:
+        layer.impl = impl
 
 
 SIZES = [(1, 1), (1, 6), (5, 1), (2, 3), (5, 7), (8, 8), (13, 9), (3, 20),

@@ -5,14 +5,8 @@ import torch
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.layers import SELayer
 
+from conftest import randomize_
 from mmgc.models.se_block import SEBlock
-
-
-def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
 
 
 def paper_se(block: SEBlock, x: torch.Tensor) -> torch.Tensor:
@@ -31,7 +25,7 @@ def test_matches_formula_forward_and_backward(channels_last):
     """Outputs and every gradient (input, both FCs) of the fused backward
     equal autograd through the literal formula."""
     block = SEBlock(32, ratio=1 / 4)
-    randomize_(block)
+    randomize_(block, std=0.5)
     x = torch.randn(3, 32, 7, 5)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -48,7 +42,7 @@ def test_matches_formula_forward_and_backward(channels_last):
 
 def test_frozen_parameters_and_no_grad_paths():
     block = SEBlock(16, ratio=1 / 4)
-    randomize_(block)
+    randomize_(block, std=0.5)
     x = torch.randn(2, 16, 4, 4)
     with torch.no_grad():
         expected = block(x)
@@ -65,7 +59,7 @@ def test_frozen_parameters_and_no_grad_paths():
 def test_matches_mmdet_selayer():
     """ratio=1/16 here is SELayer's ratio=16; state dicts load both ways."""
     theirs = SELayer(64, ratio=16)
-    randomize_(theirs)
+    randomize_(theirs, std=0.5)
     ours = SEBlock(64, ratio=1 / 16)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     theirs.load_state_dict(ours.state_dict(), strict=True)

@@ -19,11 +19,11 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..engine.atomic_io import atomic_write
+from .attention import STATS_FILE
 from .study_table import write_json
 
 #: Block types whose attention the analysis reads.
 ANALYSED_TYPES = ('GCBlock', 'NLBlock')
-STATS_FILE = 'attention_stats.json'  # what attention_maps.py writes
 
 
 def analysed_types(cfg: Config) -> List[str]:

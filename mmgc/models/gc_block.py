@@ -226,24 +226,29 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         return out
 
     # ------------------------------------------------------- views and paths
-    def attention_weights(self, x: Tensor) -> Tensor:
-        """Weights of the context pooling over positions: the softmax of
-        ``W_k x`` (``'att'``) or uniform ``1 / HW`` (``'avg'``).
-
-        The same for every query position (GCNet's query-independent
-        attention); ``forward`` pools ``x`` with them.
+    def attention_maps(self, x: Tensor, queries: Tensor) -> Tensor:
+        """The weights query ``i`` puts on every position ``j``: the context
+        pooling's ``softmax_j(W_k x_j)`` (``'att'``) or uniform ``1 / HW``
+        (``'avg'``), the same map for every query (GCNet's
+        query-independent attention); ``forward`` pools ``x`` with it.
 
         Args:
             x (Tensor): ``[B, C, H, W]``.
+            queries (Tensor): Flat query positions ``y * W + x``, ``[Q]``
+                (int64).
 
         Returns:
-            Tensor: ``[B, H*W]``, fp32, each row summing to 1.
+            Tensor: ``[B, Q, H, W]`` fp32, each map summing to 1.
         """
         batch, _, height, width = x.shape
         if self.pooling_type == 'att':
-            return self.global_context(x)[1]  # [B, H*W]
-        return x.new_full((batch, height * width), 1.0 / (height * width),
-                          dtype=torch.float32)  # [B, H*W]
+            weights = self.global_context(x)[1]  # [B, H*W]
+        else:
+            weights = x.new_full((batch, height * width),
+                                 1.0 / (height * width),
+                                 dtype=torch.float32)  # [B, H*W]
+        return weights.view(batch, 1, height, width).expand(
+            -1, len(queries), -1, -1)  # [B, Q, H, W]
 
     def spatial_pool(self, x: Tensor) -> Tensor:
         """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``

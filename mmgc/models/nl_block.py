@@ -287,13 +287,18 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             return out.add_(x)  # out is ours; its producer keeps no copy
         return x + out
 
-    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
-        """Rows ``f(x_i, x_j) / C(x)`` of the pairwise weights for the chosen
-        queries ``i`` only (never the ``[HW, HW]`` matrix): ``y_i = sum_j
-        w_ij g(x_j)`` as in :meth:`pairwise_aggregate`.
+    def attention_maps(self, x: Tensor, queries: Tensor) -> Tensor:
+        """The weights query ``i`` puts on every position: rows ``w_ij =
+        f(x_i, x_j) / C(x)`` of the pairwise weights for the chosen queries
+        only (never the ``[HW, HW]`` matrix), ``y_i = sum_j w_ij g(x_j)`` as
+        in :meth:`pairwise_aggregate`.
 
-        Softmax modes give rows that sum to 1; ``'dot_product'`` and
-        ``'concatenation'`` are divided by the number of keys ``M``.
+        Softmax modes give maps that sum to 1; ``'dot_product'`` and
+        ``'concatenation'`` are divided by the number of keys ``M``. With
+        ``sub_sample`` each key is a 2x2 max-pooled cell of the input: its
+        weight is spread evenly over the input positions it pools (a
+        trailing odd row or column, which the pooling drops, gets 0), so the
+        map is on the input grid and keeps its sum.
 
         Args:
             x (Tensor): ``[B, C, H, W]``.
@@ -301,16 +306,21 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
                 (int64).
 
         Returns:
-            Tensor: ``[B, Q, Hk, Wk]`` fp32 over the key grid (``H x W``, or
-            the 2x2-pooled grid with ``sub_sample``).
+            Tensor: ``[B, Q, H, W]`` fp32.
         """
         height, width = x.shape[2:]
-        if self.sub_sample:
-            kernel = _SubSample.pool_kernel(height, width)
-            height, width = height // kernel[0], width // kernel[1]
         query, key, _ = self._project(x)  # [B, N, Ci], [B, M, Ci]
         weights = self.pairwise_weights(query[:, queries], key)  # [B, Q, M]
-        return weights.view(*weights.shape[:2], height, width)
+        if not self.sub_sample:
+            return weights.view(*weights.shape[:2], height, width)
+        pool_h, pool_w = _SubSample.pool_kernel(height, width)
+        keys_h, keys_w = height // pool_h, width // pool_w
+        maps = weights.view(*weights.shape[:2], keys_h,
+                            keys_w)  # [B, Q, Hk, Wk]
+        maps = maps.repeat_interleave(pool_h, dim=2).repeat_interleave(
+            pool_w, dim=3) / (pool_h * pool_w)  # [B, Q, Hk*ph, Wk*pw]
+        return F.pad(maps, (0, width - keys_w * pool_w, 0,
+                            height - keys_h * pool_h))  # [B, Q, H, W]
 
     def _logit_scale(self, query_channels: int) -> float:
         """Factor of the softmax logits: ``1/sqrt(C_inter)`` for a scaled

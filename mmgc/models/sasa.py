@@ -292,11 +292,42 @@ class SASAConv(SelectableImpl, BaseModule):
         return torch.bmm(pixels, weight.expand(batch, -1, -1)).view(
             batch, height, width, -1)  # [B, H, W, 3*C_out]
 
-    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
+    def attention_maps(self, x: Tensor, queries: Tensor) -> Tensor:
+        """The weights query ``i`` puts on every position of ``x`` (before
+        the stride's pooling): its :meth:`window_weights` averaged over the
+        heads and placed at their image positions, 0 outside the window.
+
+        Args:
+            x (Tensor): ``[B, C_in, H, W]``.
+            queries (Tensor): Flat query positions ``y * W + x``, ``[Q]``
+                (int64).
+
+        Returns:
+            Tensor: ``[B, Q, H, W]`` fp32, each map summing to 1.
+        """
+        batch, _, height, width = x.shape
+        win_h, win_w = self.window_size
+        rad_h, rad_w = win_h // 2, win_w // 2
+        weights = self.window_weights(x, queries).mean(2)  # [B, Q, kh, kw]
+        # the window of query (y, x) covers rows y .. y + kh - 1 and columns
+        # x .. x + kw - 1 of the map padded by the radius
+        rows = (queries // width)[:, None] + torch.arange(
+            win_h, device=x.device)  # [Q, kh]
+        cols = (queries % width)[:, None] + torch.arange(
+            win_w, device=x.device)  # [Q, kw]
+        index = torch.arange(len(queries), device=x.device)  # [Q]
+        padded = weights.new_zeros(batch, len(queries), height + 2 * rad_h,
+                                   width + 2 * rad_w)  # [B, Q, Hp, Wp]
+        padded[:, index[:, None, None], rows[:, :, None],
+               cols[:, None, :]] = weights
+        return padded[:, :, rad_h:rad_h + height,
+                      rad_w:rad_w + width]  # [B, Q, H, W]
+
+    def window_weights(self, x: Tensor, queries: Tensor) -> Tensor:
         """Softmax weights of the chosen queries over their ``kh x kw``
-        windows (before the stride's pooling): ``out_i = sum_ab w_iab
-        v_ab`` per head as in :func:`local_attention`; keys outside the image
-        get weight 0.
+        windows, per head (before the stride's pooling): ``out_i = sum_ab
+        w_iab v_ab`` per head as in :func:`local_attention`; keys outside
+        the image get weight 0.
 
         Args:
             x (Tensor): ``[B, C_in, H, W]``.
@@ -404,8 +435,7 @@ class SASABlock(OwnInitAfterParent, BaseModule):
         """
         return x + self.out_proj(self.attention(x))  # [B, C, H, W]
 
-    def attention_weights(self, x: Tensor, queries: Tensor) -> Tensor:
-        """The window weights of :meth:`SASAConv.attention_weights`,
-        ``[B, Q, heads, kh, kw]``, for flat query positions ``[Q]`` of
-        ``x`` ``[B, C, H, W]``."""
-        return self.attention.attention_weights(x, queries)
+    def attention_maps(self, x: Tensor, queries: Tensor) -> Tensor:
+        """The maps of :meth:`SASAConv.attention_maps`, ``[B, Q, H, W]``,
+        for flat query positions ``[Q]`` of ``x`` ``[B, C, H, W]``."""
+        return self.attention.attention_maps(x, queries)

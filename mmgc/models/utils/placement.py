@@ -143,11 +143,9 @@ def check_plugin_type(name: str, layer_type: Any, owner: str) -> None:
     hint = f' (did you mean {close[0]!r}?)' if close else ''
     message = (f'{owner}: {name}={layer_type!r} is not a registered plugin '
                f'block{hint}; allowed: {", ".join(map(repr, known))}')
-    if layer_type in MMGC_BLOCKS:
+    # imported here: the catalogue imports the blocks, which import this
+    from ..catalogue import PLUGIN, entries
+    if layer_type in [entry.type for entry in entries(PLUGIN)]:
         message += (". mmgc's blocks need import mmgc, or "
                     "custom_imports=dict(imports=['mmgc']) in the config")
     raise ArgumentKeyError(message)
-
-
-#: Registered names of mmgc's plugin blocks.
-MMGC_BLOCKS = ('GCBlock', 'NLBlock', 'SEBlock', 'SASABlock')
