@@ -6,13 +6,13 @@ compiled ops must be in place before this package, which plain
 ``pip install .`` installs a self-contained package: configs, tools and
 model-index.yml go to ``mmgc/.mim/`` (see :class:`BuildPyWithMim`).
 """
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
 import os
 import re
 import shutil
 from pathlib import Path
-
-from setuptools import find_packages, setup
-from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 #: Shipped in mmgc/.mim/: OpenMMLab's layout, which ``mim`` and
@@ -57,8 +57,10 @@ class BuildPyWithMim(build_py):
             target = mim / name
             self._clear(target)
             if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-                    '__pycache__', '*.pyc'))
+                shutil.copytree(
+                    source,
+                    target,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
             else:
                 shutil.copyfile(source, target)
 
@@ -75,8 +77,8 @@ setup(
     version=VERSION,
     description='Global-context, non-local, squeeze-excitation and local '
     'self-attention blocks for MMDetection 3.x',
-    long_description=(HERE / 'README.md').read_text()
-    if (HERE / 'README.md').exists() else '',
+    long_description=(HERE / 'README.md').read_text() if
+    (HERE / 'README.md').exists() else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmgc', 'mmgc.*']),
     python_requires='>=3.8',

@@ -7,11 +7,11 @@ wrapper and the progress-bar runner (``mmgc.engine``) and
 ``DetComparisonVisualizer`` in the registries, and makes mmengine
 checkpoints loadable under torch's ``weights_only`` default.
 """
-from .engine import checkpoint_compat  # noqa: F401  (allow-lists globals)
 from .datasets import CheckedCocoDataset  # noqa: F401  (registers it)
+from .engine import checkpoint_compat  # noqa: F401  (allow-lists globals)
 from .evaluation import CheckedCocoMetric  # noqa: F401  (registers it)
 from .models import *  # noqa: F401,F403
-from .visualization import DetComparisonVisualizer  # noqa: F401
 from .version import __version__
+from .visualization import DetComparisonVisualizer  # noqa: F401
 
 __all__ = ['__version__']

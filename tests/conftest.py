@@ -2,7 +2,6 @@
 import itertools
 import os
 import os.path as osp
-
 import pytest
 import torch
 from mmengine.registry import init_default_scope
@@ -44,7 +43,9 @@ def data_cfg_options(data_root: str) -> list:
     ]
 
 
-def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.5,
+def randomize_(module: torch.nn.Module,
+               seed: int = 0,
+               std: float = 0.5,
                norm_stats: bool = False) -> None:
     """Give every parameter seeded ``N(0, std^2)`` values in place, so that
     zero-initialised output layers do not hide numerical differences.
@@ -59,8 +60,9 @@ def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.5,
             scales stay positive.
     """
     gen = torch.Generator().manual_seed(seed)
-    tensors = (itertools.chain(module.parameters(), module.buffers())
-               if norm_stats else module.parameters())
+    tensors = (
+        itertools.chain(module.parameters(), module.buffers())
+        if norm_stats else module.parameters())
     with torch.no_grad():
         for t in tensors:
             if not t.is_floating_point():

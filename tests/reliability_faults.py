@@ -14,11 +14,10 @@ import json
 import os
 import os.path as osp
 import signal
-from typing import Sequence
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from typing import Sequence
 
 _KILL_ON = os.environ.get('MMGC_TEST_KILL_ON_REPLACE')
 if _KILL_ON:
@@ -45,7 +44,8 @@ class NaNLossInjectionHook(Hook):
         module (str): Dotted path of the loss module in the model.
     """
 
-    def __init__(self, iterations: Sequence[int],
+    def __init__(self,
+                 iterations: Sequence[int],
                  module: str = 'roi_head.bbox_head.loss_cls') -> None:
         self.iterations = set(iterations)
         self.module = module
@@ -59,7 +59,10 @@ class NaNLossInjectionHook(Hook):
         self._handle = model.get_submodule(self.module).register_forward_hook(
             lambda mod, args, out: out * float('nan'))
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
         if self._handle is not None:
             self._handle.remove()

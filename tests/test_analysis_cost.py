@@ -6,19 +6,18 @@ Full R50 detectors are built (seconds) but counted at 128x128; the
 benchmark runs the width-reduced demo config at 128x128, one repeat.
 """
 import os.path as osp
+import pytest
 import re
 import subprocess
 import sys
 import time
+import torch
+from conftest import DEMO_CONFIG, tool_env
 from typing import Dict, List, Tuple
 
-import pytest
-import torch
-
-from conftest import DEMO_CONFIG, tool_env
+from mmgc.models import GCBlock, NLBlock
 from mmgc.utils.benchmark import (interleaved_min_times, peak_extra_bytes,
                                   peak_tensor_bytes)
-from mmgc.models import GCBlock, NLBlock
 from mmgc.utils.complexity import (backbone_neck_flops, build_detector,
                                    count_flops, default_baseline,
                                    detector_flops, load_config)
@@ -28,11 +27,16 @@ NL_DELTA = 2_099_712
 BASE_PARAMS = 44_396_336  # Mask R-CNN R50-FPN, 80 classes
 
 
-def run(args: List[str], repo_root: str,
+def run(args: List[str],
+        repo_root: str,
         check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable] + args, cwd=repo_root,
-                            env=tool_env(), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable] + args,
+        cwd=repo_root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + \
             result.stderr[-3000:]
@@ -53,10 +57,11 @@ def markdown_rows(text: str) -> Dict[str, List[str]]:
 # ------------------------------------------------------------ get_flops.py
 @pytest.fixture(scope='module')
 def compare_output(repo_root) -> str:
-    return run(['tools/analysis_tools/get_flops.py',
-                'configs/baseline_r50_mask.py', '--shape', '128',
-                '--compare', 'configs/gc_r50_mask.py',
-                'configs/nl_r50_mask.py'], repo_root).stdout
+    return run([
+        'tools/analysis_tools/get_flops.py', 'configs/baseline_r50_mask.py',
+        '--shape', '128', '--compare', 'configs/gc_r50_mask.py',
+        'configs/nl_r50_mask.py'
+    ], repo_root).stdout
 
 
 @pytest.mark.slow
@@ -67,8 +72,7 @@ def test_get_flops_compare_table(compare_output):
     assert out.count('Input shape: (3, 128, 128)') == 3
     assert 'Compute type: backbone + neck' in out
     assert 'Params: 44.396 M' in out and 'Params: 46.918 M' in out
-    flops = [float(f) for f in re.findall(r'^Flops: (\S+) GFLOPs$', out,
-                                          re.M)]
+    flops = [float(f) for f in re.findall(r'^Flops: (\S+) GFLOPs$', out, re.M)]
     assert len(flops) == 3
 
     rows = markdown_rows(out)
@@ -94,13 +98,15 @@ def test_get_flops_compare_table(compare_output):
 def test_config_table_deltas_to_each_baseline(repo_root):
     """config_table.py compares each config with its own baseline: the
     documented parameter counts (docs/configs.md)."""
-    out = run(['tools/analysis_tools/config_table.py',
-               'configs/baseline_r50_mask.py', 'configs/gc_r50_mask.py',
-               '--height', '128', '--width', '128'], repo_root).stdout
+    out = run([
+        'tools/analysis_tools/config_table.py', 'configs/baseline_r50_mask.py',
+        'configs/gc_r50_mask.py', '--height', '128', '--width', '128'
+    ], repo_root).stdout
     table = markdown_rows(out)
     assert table['`baseline_r50_mask.py`'][:2] == [f'{BASE_PARAMS:,}', '+0']
-    assert table['`gc_r50_mask.py`'][:2] == [f'{BASE_PARAMS + GC_DELTA:,}',
-                                             f'+{GC_DELTA:,}']
+    assert table['`gc_r50_mask.py`'][:2] == [
+        f'{BASE_PARAMS + GC_DELTA:,}', f'+{GC_DELTA:,}'
+    ]
 
 
 def test_counter_matches_hand_counted_blocks():
@@ -114,11 +120,12 @@ def test_counter_matches_hand_counted_blocks():
 
     gc = GCBlock(channels, ratio=1 / 4).eval()
     hidden = channels // 4
-    expected = (positions * channels  # conv_mask: C -> 1 per position
-                + channels * positions  # attention pooling [C, N] @ [N, 1]
-                + channels * hidden  # channel_add: C -> C/4
-                + 5 * hidden  # LayerNorm over C/4
-                + hidden * channels)  # C/4 -> C
+    expected = (
+        positions * channels  # conv_mask: C -> 1 per position
+        + channels * positions  # attention pooling [C, N] @ [N, 1]
+        + channels * hidden  # channel_add: C -> C/4
+        + 5 * hidden  # LayerNorm over C/4
+        + hidden * channels)  # C/4 -> C
     assert count_flops(gc, (x, )) == expected == 10_320
 
     nl = NLBlock(channels).eval()  # inter_channels = C / 2
@@ -140,8 +147,9 @@ def test_attention_handles_count_exactly():
     assert with_handles - plain == 64 * 64 * (512 + 512)
 
     se = build_detector(load_config('configs/se_r50_mask.py'))
-    squeeze = sum(blocks * channels * size**2 for blocks, channels, size in
-                  ((3, 256, 32), (4, 512, 16), (6, 1024, 8), (3, 2048, 4)))
+    squeeze = sum(blocks * channels * size**2
+                  for blocks, channels, size in ((3, 256, 32), (4, 512, 16),
+                                                 (6, 1024, 8), (3, 2048, 4)))
     assert backbone_neck_flops(se, 128, 128) - backbone_neck_flops(
         se, 128, 128, attention_handles=False) == squeeze == 1_802_240
 
@@ -172,14 +180,19 @@ def test_default_baseline():
 
 @pytest.mark.slow
 def test_missing_config_is_named(repo_root):
-    result = run(['tools/analysis_tools/get_flops.py',
-                  'configs/baseline_r50_mask.py', '--compare',
-                  'configs/gc_r50_mask.py', 'configs/missing.py'],
-                 repo_root, check=False)
+    result = run([
+        'tools/analysis_tools/get_flops.py', 'configs/baseline_r50_mask.py',
+        '--compare', 'configs/gc_r50_mask.py', 'configs/missing.py'
+    ],
+                 repo_root,
+                 check=False)
     assert result.returncode == 2
     assert "config file not found: 'configs/missing.py'" in result.stderr
-    result = run(['tools/analysis_tools/benchmark.py', DEMO_CONFIG,
-                  '--baseline', 'configs/missing.py'], repo_root,
+    result = run([
+        'tools/analysis_tools/benchmark.py', DEMO_CONFIG, '--baseline',
+        'configs/missing.py'
+    ],
+                 repo_root,
                  check=False)
     assert result.returncode == 2
     assert "file not found: 'configs/missing.py'" in result.stderr
@@ -190,13 +203,15 @@ def test_interleaved_min_times_order_and_minimum():
     calls = []
 
     def make(name: str, seconds: float):
+
         def fn():
             calls.append(name)
             time.sleep(seconds)
+
         return fn
 
-    fast, slow = interleaved_min_times([make('a', 0.01), make('b', 0.03)],
-                                       repeats=2, warmup=1)
+    fast, slow = interleaved_min_times(
+        [make('a', 0.01), make('b', 0.03)], repeats=2, warmup=1)
     assert calls == ['a', 'b'] * 3
     assert 0.01 <= fast < 0.025 and 0.03 <= slow < 0.045
     # the CPU clock does not count sleeping (or waiting for a core)
@@ -253,9 +268,11 @@ def test_benchmark_gc_against_its_baseline(repo_root, tmp_path):
     baseline = tmp_path / 'demo_no_gc.py'
     baseline.write_text(f'_base_ = {DEMO_CONFIG!r}\n'
                         'model = dict(backbone=dict(plugins=None))\n')
-    out = run(['tools/analysis_tools/benchmark.py', DEMO_CONFIG,
-               '--baseline', str(baseline), '--shape', '128', '128',
-               '--threads', '1', '--repeats', '1'], repo_root).stdout
+    out = run([
+        'tools/analysis_tools/benchmark.py', DEMO_CONFIG, '--baseline',
+        str(baseline), '--shape', '128', '128', '--threads', '1', '--repeats',
+        '1'
+    ], repo_root).stdout
     # re-executed with the malloc settings, 1 thread
     assert '1 threads, MALLOC_MMAP_THRESHOLD_=17179869184' in out
     assert 'input 1x3x128x128 (synthetic)' in out
@@ -264,7 +281,8 @@ def test_benchmark_gc_against_its_baseline(repo_root, tmp_path):
     assert set(rows) == {
         'inference, ms / image', 'inference peak tensor memory, MB',
         'detections / image', 'train step (1 image), ms',
-        'train step peak tensor memory, MB', 'params'}
+        'train step peak tensor memory, MB', 'params'
+    }
     assert all(0 < r < 100 for _, _, r in rows.values())
     # GC blocks start as identities and share the baseline's weights:
     # the same detections, so the same data-dependent work

@@ -5,18 +5,17 @@ The detector is the demo config shrunk to 128 px with one SASABlock (c3),
 one NLBlock (c4), SASAConv as conv2 of c5 and one GCBlock (c5), random
 weights.
 """
+import cv2
 import json
+import numpy as np
 import os
 import os.path as osp
+import pytest
 import subprocess
 import sys
-
-import cv2
-import numpy as np
-import pytest
 import torch
-
 from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
+
 from mmgc.analysis import attention
 from mmgc.analysis.log_analysis import (curve, load_json_log, resolve_key,
                                         train_time_summary)
@@ -63,11 +62,14 @@ TINY_BLOCKS = {
 
 
 def run_tool(args, timeout=300) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT,
-                            env=tool_env(), capture_output=True, text=True,
+    result = subprocess.run([sys.executable, *args],
+                            cwd=ROOT,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
                             timeout=timeout)
-    assert result.returncode == 0, (result.stdout[-3000:] +
-                                    result.stderr[-3000:])
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:])
     return result.stdout
 
 
@@ -80,9 +82,10 @@ def randomize(module: torch.nn.Module, std: float) -> None:
 @pytest.fixture(scope='module')
 def tiny_detector(tmp_path_factory):
     """Config and random-weight checkpoint of the tiny detector."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.runner import save_checkpoint
-    from mmdet.registry import MODELS
+
     from mmgc.datasets import SYNTHETIC_CLASSES
     root = tmp_path_factory.mktemp('tiny_detector')
     config = str(root / 'tiny_attention.py')
@@ -106,16 +109,17 @@ def tiny_detector(tmp_path_factory):
             randomize(module.channel_add_conv, 0.05)
     checkpoint = str(root / 'random.pth')
     save_checkpoint(
-        dict(state_dict=model.state_dict(),
-             meta=dict(dataset_meta=dict(classes=SYNTHETIC_CLASSES))),
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=SYNTHETIC_CLASSES))),
         checkpoint)
     return config, checkpoint
 
 
 def val_images(data_root: str, count: int) -> list:
     folder = osp.join(data_root, 'val')
-    return [osp.join(folder, name) for name in sorted(os.listdir(folder))
-            ][:count]
+    return [osp.join(folder, name)
+            for name in sorted(os.listdir(folder))][:count]
 
 
 # -------------------------------------------------- blocks' attention maps --
@@ -124,8 +128,11 @@ def val_images(data_root: str, count: int) -> list:
 @pytest.mark.parametrize('pooling', ['att', 'avg'])
 def test_gc_attention_maps_are_what_forward_pools_with(pooling):
     torch.manual_seed(0)
-    block = GCBlock(16, 1 / 4, pooling_type=pooling,
-                    fusion_types=('channel_add', 'channel_mul'))
+    block = GCBlock(
+        16,
+        1 / 4,
+        pooling_type=pooling,
+        fusion_types=('channel_add', 'channel_mul'))
     randomize(block, 0.3)
     x = torch.randn(2, 16, 5, 7)
     queries = torch.tensor([0, 17, 34])
@@ -133,8 +140,7 @@ def test_gc_attention_maps_are_what_forward_pools_with(pooling):
         maps = block.attention_maps(x, queries)  # [2, 3, 5, 7]
         weights = maps[:, 0].flatten(1)  # [2, 35]
         context = torch.einsum('bn,bcn->bc', weights, x.flatten(2))
-        scale = torch.sigmoid(block.channel_mul_conv(context[..., None,
-                                                              None]))
+        scale = torch.sigmoid(block.channel_mul_conv(context[..., None, None]))
         shift = block.channel_add_conv(context[..., None, None])
         expected = x * scale + shift
         out = block(x)
@@ -146,8 +152,7 @@ def test_gc_attention_maps_are_what_forward_pools_with(pooling):
         torch.testing.assert_close(weights, torch.full((2, 35), 1 / 35))
     else:
         assert weights.std() > 1e-3  # a real softmax, not uniform
-    torch.testing.assert_close(context[..., None, None],
-                               block.spatial_pool(x))
+    torch.testing.assert_close(context[..., None, None], block.spatial_pool(x))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -172,14 +177,16 @@ def test_nl_attention_maps_are_rows_of_forward(mode, sub_sample):
         assert maps[..., :, 8].abs().max() == 0
         cells = maps[..., :6, :8].unflatten(2, (3, 2)).unflatten(
             4, (4, 2))  # [2, Q, 3, 2, 4, 2]
-        torch.testing.assert_close(
-            cells, cells[:, :, :, :1, :, :1].expand_as(cells))
+        torch.testing.assert_close(cells,
+                                   cells[:, :, :, :1, :, :1].expand_as(cells))
         weights = cells.sum((3, 5))  # [2, Q, 3, 4]: one per key
     else:
         weights = maps
     torch.testing.assert_close(
-        torch.einsum('bqm,bmc->bqc', weights.flatten(2), values), y,
-        atol=1e-5, rtol=1e-4)
+        torch.einsum('bqm,bmc->bqc', weights.flatten(2), values),
+        y,
+        atol=1e-5,
+        rtol=1e-4)
     if mode in ('embedded_gaussian', 'gaussian'):
         torch.testing.assert_close(maps.flatten(2).sum(2), torch.ones(2, 4))
 
@@ -216,22 +223,22 @@ def test_sasa_attention_maps_are_what_forward_attends_with(window):
     torch.testing.assert_close(weights.flatten(3).sum(3), torch.ones(2, 4, 2))
     torch.testing.assert_close(maps.flatten(2).sum(2), torch.ones(2, 4))
     radius = window // 2
-    values = torch.nn.functional.pad(
-        qkv[..., 32:], (0, 0, radius, radius, radius, radius))
+    values = torch.nn.functional.pad(qkv[..., 32:],
+                                     (0, 0, radius, radius, radius, radius))
     for i, query in enumerate(queries.tolist()):
         row, col = divmod(query, 7)
-        patch = values[:, row:row + window, col:col + window].reshape(
-            2, window, window, 2, 8)
+        patch = values[:, row:row + window,
+                       col:col + window].reshape(2, window, window, 2, 8)
         attended = torch.einsum('bhyx,byxhd->bhd', weights[:, i], patch)
-        torch.testing.assert_close(attended.reshape(2, 16), out[:, row, col],
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            attended.reshape(2, 16), out[:, row, col], atol=1e-5, rtol=1e-4)
         # the map: heads averaged, at the window's image positions, 0 else
-        placed = torch.nn.functional.pad(
-            maps[:, i], (radius, radius, radius, radius))
+        placed = torch.nn.functional.pad(maps[:, i],
+                                         (radius, radius, radius, radius))
         window_part = placed[:, row:row + window, col:col + window]
         torch.testing.assert_close(window_part, weights[:, i].mean(1))
-        assert placed.sum((1, 2)).sub(window_part.sum((1, 2))).abs().max(
-        ) < 1e-6
+        assert placed.sum((1, 2)).sub(window_part.sum(
+            (1, 2))).abs().max() < 1e-6
     # the top-left query's window has nothing above or left of it
     assert weights[:, 0, :, :radius].abs().max() == 0
     assert weights[:, 0, :, :, :radius].abs().max() == 0
@@ -250,8 +257,8 @@ def test_mean_cosine_distance_values():
     assert attention.mean_cosine_distance(vectors) == pytest.approx(
         expected, abs=1e-12)
     assert attention.mean_cosine_distance(torch.ones(5, 3)) == 0
-    assert attention.mean_cosine_distance(torch.tensor([[1., 2.], [0., 0.]
-                                                        ])) is None
+    assert attention.mean_cosine_distance(torch.tensor([[1., 2.],
+                                                        [0., 0.]])) is None
 
 
 def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
@@ -268,10 +275,11 @@ def test_attention_maps_cli(tiny_detector, tiny_coco, tmp_path):
     assert {name: b['type'] for name, b in blocks.items()} == TINY_BLOCKS
     for name, entry in blocks.items():
         assert name in stdout  # one table row per block
-        assert set(entry) == {'type', 'map_size', 'cos_dist', 'per_image',
-                              'files'}
-        assert set(entry['cos_dist']) == {'attention', 'input', 'output',
-                                          'delta'}
+        assert set(entry) == {
+            'type', 'map_size', 'cos_dist', 'per_image', 'files'
+        }
+        assert set(
+            entry['cos_dist']) == {'attention', 'input', 'output', 'delta'}
         assert [s['image'] for s in entry['per_image']] == images
         assert entry['files'] == [
             osp.join(out_dir, f'{osp.splitext(osp.basename(image))[0]}_'
@@ -312,7 +320,8 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
     assert list(blocks) == list(TINY_BLOCKS)
     recorder = attention.BlockRecorder(blocks)
     result = inference_detector(
-        model, val_images(tiny_coco, 1)[0],
+        model,
+        val_images(tiny_coco, 1)[0],
         test_pipeline=attention.build_pipeline(model))
     recorder.remove()
     meta = result.metainfo
@@ -334,10 +343,10 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
     with torch.no_grad():
         theta = nl.theta(nl_x).flatten(2)[0]  # [Ci, 64]
         phi = nl.phi(nl_x).flatten(2)[0]  # [Ci, 64]
-        full = torch.softmax(theta.t() @ phi * nl.inter_channels**-0.5,
-                             dim=1)  # [64, 64]
-    torch.testing.assert_close(nl_maps.flatten(1), full[queries],
-                               atol=1e-6, rtol=1e-5)
+        full = torch.softmax(
+            theta.t() @ phi * nl.inter_channels**-0.5, dim=1)  # [64, 64]
+    torch.testing.assert_close(
+        nl_maps.flatten(1), full[queries], atol=1e-6, rtol=1e-5)
     assert attention.mean_cosine_distance(nl_maps.flatten(1)) > 1e-3
 
     for name in ('backbone.layer2.0.sasa_block', 'backbone.layer4.1.conv2'):
@@ -349,21 +358,25 @@ def test_attention_maps_values_in_process(tiny_detector, tiny_coco):
         # query 0 (top-left corner): a 3x3 window holds every weight
         assert maps[0, :2, :2].sum() == pytest.approx(1, abs=1e-6)
 
-    stats = attention.block_statistics(blocks[gc_name], gc_x, gc_out, meta,
-                                       8, 0, torch.device('cpu'))
+    stats = attention.block_statistics(blocks[gc_name], gc_x, gc_out, meta, 8,
+                                       0, torch.device('cpu'))
     assert stats['map_size'] == [4, 4] and stats['num_positions'] == 8
     assert stats['attention'] < 1e-6 and stats['input'] > 0
 
 
-def test_attention_maps_rejects_points_outside_image(tiny_detector,
-                                                     tiny_coco, tmp_path):
+def test_attention_maps_rejects_points_outside_image(tiny_detector, tiny_coco,
+                                                     tmp_path):
     config, checkpoint = tiny_detector
-    result = subprocess.run(
-        [sys.executable, ATTENTION_TOOL, config, checkpoint,
-         val_images(tiny_coco, 1)[0], '--out-dir', str(tmp_path),
-         '--query-points', '10,300', '--blocks', '*context_block'],
-        cwd=ROOT, env=tool_env(), capture_output=True, text=True,
-        timeout=300)
+    result = subprocess.run([
+        sys.executable, ATTENTION_TOOL, config, checkpoint,
+        val_images(tiny_coco, 1)[0], '--out-dir',
+        str(tmp_path), '--query-points', '10,300', '--blocks', '*context_block'
+    ],
+                            cwd=ROOT,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode != 0
     assert '--query-points 10,300 is outside' in result.stderr
     assert 'y in [0, 256)' in result.stderr
@@ -372,26 +385,63 @@ def test_attention_maps_rejects_points_outside_image(tiny_detector,
 # ------------------------------------------------------------ analyze_logs --
 
 ITER_LOG = [
-    dict(lr=0.01, loss=2.0, loss_cls=1.0, time=0.5, data_time=0.1, iter=10,
-         step=10),
-    dict(lr=0.01, loss=1.5, loss_cls=0.8, time=0.3, data_time=0.1, iter=20,
-         step=20),
-    dict(lr=0.01, loss=1.2, loss_cls=0.6, time=0.2, data_time=0.1, iter=30,
-         step=30),
-    dict(lr=0.01, loss=1.0, loss_cls=0.5, time=0.4, data_time=0.1, iter=40,
-         step=40),
-    {'coco/bbox_mAP': 0.3, 'coco/bbox_mAP_50': 0.5, 'data_time': 0.05,
-     'time': 0.9, 'step': 40},
+    dict(
+        lr=0.01,
+        loss=2.0,
+        loss_cls=1.0,
+        time=0.5,
+        data_time=0.1,
+        iter=10,
+        step=10),
+    dict(
+        lr=0.01,
+        loss=1.5,
+        loss_cls=0.8,
+        time=0.3,
+        data_time=0.1,
+        iter=20,
+        step=20),
+    dict(
+        lr=0.01,
+        loss=1.2,
+        loss_cls=0.6,
+        time=0.2,
+        data_time=0.1,
+        iter=30,
+        step=30),
+    dict(
+        lr=0.01,
+        loss=1.0,
+        loss_cls=0.5,
+        time=0.4,
+        data_time=0.1,
+        iter=40,
+        step=40),
+    {
+        'coco/bbox_mAP': 0.3,
+        'coco/bbox_mAP_50': 0.5,
+        'data_time': 0.05,
+        'time': 0.9,
+        'step': 40
+    },
 ]
 EPOCH_LOG = [
     dict(loss=2.0, time=0.5, epoch=1, iter=5, step=5),
     dict(loss=1.8, time=0.3, epoch=1, iter=10, step=10),
     dict(loss=1.6, time=0.1, epoch=1, iter=12, step=12),
-    {'coco/bbox_mAP': 0.2, 'time': 0.7, 'step': 1},
+    {
+        'coco/bbox_mAP': 0.2,
+        'time': 0.7,
+        'step': 1
+    },
     dict(loss=1.4, time=0.6, epoch=2, iter=17, step=17),
     dict(loss=1.2, time=0.4, epoch=2, iter=22, step=22),
     dict(loss=1.1, time=0.2, epoch=2, iter=24, step=24),
-    {'coco/bbox_mAP': 0.4, 'time': 0.7, 'step': 2},
+    {
+        'coco/bbox_mAP': 0.4,
+        'time': 0.7,
+        'step': 2
+    },
 ]
 
 
@@ -410,8 +460,7 @@ def test_cal_train_time_iteration_log(tmp_path):
     assert 'average iter time: 0.3000 s/iter' in stdout
     assert 'slowest logged iter 40, time is 0.4000 s/iter' in stdout
     assert 'fastest logged iter 30, time is 0.2000 s/iter' in stdout
-    stdout = run_tool([LOGS_TOOL, 'cal_train_time', log,
-                       '--include-outliers'])
+    stdout = run_tool([LOGS_TOOL, 'cal_train_time', log, '--include-outliers'])
     assert 'average iter time: 0.3500 s/iter' in stdout
 
 
@@ -422,18 +471,17 @@ def test_cal_train_time_epoch_log(tmp_path):
     assert summary['average'] == pytest.approx(0.25, abs=1e-12)
     assert summary['slowest'] == (2, pytest.approx(0.3, abs=1e-12))
     assert summary['fastest'] == (1, pytest.approx(0.2, abs=1e-12))
-    assert summary['epochs'][1] == (12, pytest.approx(0.2),
-                                    pytest.approx(2.4))
-    assert summary['epochs'][2] == (12, pytest.approx(0.3),
-                                    pytest.approx(3.6))
+    assert summary['epochs'][1] == (12, pytest.approx(0.2), pytest.approx(2.4))
+    assert summary['epochs'][2] == (12, pytest.approx(0.3), pytest.approx(3.6))
 
 
 def test_plot_curve_writes_png(tmp_path):
     log = write_log(tmp_path / 'scalars.json', ITER_LOG)
     out = str(tmp_path / 'curve.png')
-    stdout = run_tool([LOGS_TOOL, 'plot_curve', log, '--keys', 'loss',
-                       'loss_cls', 'bbox_mAP', '--legend', 'a', 'b', 'c',
-                       '--title', 'tiny', '--out', out])
+    stdout = run_tool([
+        LOGS_TOOL, 'plot_curve', log, '--keys', 'loss', 'loss_cls', 'bbox_mAP',
+        '--legend', 'a', 'b', 'c', '--title', 'tiny', '--out', out
+    ])
     assert f'save curve to: {out}' in stdout
     assert 'metric is coco/bbox_mAP' in stdout
     image = cv2.imread(out)
@@ -454,11 +502,17 @@ def test_plot_curve_points_and_errors(tmp_path):
     assert xs.tolist() == [24]
     with pytest.raises(KeyError, match="no key 'segm_mAP'"):
         resolve_key(iter_log, 'segm_mAP')
-    result = subprocess.run(
-        [sys.executable, LOGS_TOOL, 'plot_curve', str(tmp_path / 'i.json'),
-         '--keys', 'loss', '--legend', 'a', 'b', '--out',
-         str(tmp_path / 'x.png')],
-        cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run([
+        sys.executable, LOGS_TOOL, 'plot_curve',
+        str(tmp_path / 'i.json'), '--keys', 'loss', '--legend', 'a', 'b',
+        '--out',
+        str(tmp_path / 'x.png')
+    ],
+                            cwd=ROOT,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=60)
     assert result.returncode == 1
     assert '--legend has 2 entries; expected one per log and key: 1 x 1' \
         in result.stderr

@@ -12,16 +12,14 @@ import json
 import logging
 import os
 import os.path as osp
+import pytest
 import re
 import shutil
-from typing import Callable, Dict, List, NamedTuple, Optional, Union
-
-import pytest
+from conftest import DEMO_CONFIG
+from mmdet.registry import DATASETS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmdet.registry import DATASETS
-
-from conftest import DEMO_CONFIG
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 Facts = Dict[str, object]
 
@@ -132,10 +130,12 @@ def no_images_list(root: str) -> Facts:
 
 
 def unknown_category(root: str, split: str = 'train') -> Facts:
+
     def edit(data):
         ann = first_ann(data, 4)
         ann['category_id'] = 9
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
+
     return edit_json(root, split, edit)
 
 
@@ -144,110 +144,140 @@ def val_unknown_category(root: str) -> Facts:
 
 
 def duplicate_image_id(root: str) -> Facts:
+
     def edit(data):
         first, second = data['images'][0], data['images'][1]
         second['id'] = first['id']
-        return dict(image_id=first['id'], file_a=first['file_name'],
-                    file_b=second['file_name'])
+        return dict(
+            image_id=first['id'],
+            file_a=first['file_name'],
+            file_b=second['file_name'])
+
     return edit_json(root, 'val', edit)
 
 
 def duplicate_ann_id(root: str) -> Facts:
+
     def edit(data):
         first_ann(data, 3)['id'] = first_ann(data, 0)['id']
         return dict(ann_id=first_ann(data, 0)['id'])
+
     return edit_json(root, 'train', edit)
 
 
 def ann_of_unknown_image(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 2)
         ann['image_id'] = 999
         return dict(ann_id=ann['id'])
+
     return edit_json(root, 'train', edit)
 
 
 def nan_box(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 1)
         ann['bbox'][2] = float('nan')
         return dict(ann_id=ann['id'])
+
     return edit_json(root, 'train', edit)
 
 
 def box_outside(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 0)
         image = image_of(data, ann)
         ann['bbox'] = [image['width'] + 5, 10, 20, 20]
         return dict(ann_id=ann['id'], image_id=image['id'])
+
     return edit_json(root, 'val', edit)
 
 
 def box_partly_outside(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 0)
         image = image_of(data, ann)
         x, y, w, h = ann['bbox']
         ann['bbox'] = [image['width'] - 10, y, 30, h]
-        return dict(ann_id=ann['id'], image_id=image['id'],
-                    clipped=[image['width'] - 10, y, image['width'], y + h])
+        return dict(
+            ann_id=ann['id'],
+            image_id=image['id'],
+            clipped=[image['width'] - 10, y, image['width'], y + h])
+
     return edit_json(root, 'train', edit)
 
 
 def degenerate_box(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 5)
         ann['bbox'][3] = 0.5
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
+
     return edit_json(root, 'train', edit)
 
 
 def empty_mask(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 2)
         ann['segmentation'] = []
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
+
     return edit_json(root, 'train', edit)
 
 
 def flat_polygon(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 1)
         ann['segmentation'] = [[10, 10, 20, 20, 30, 30]]  # collinear
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
+
     return edit_json(root, 'val', edit)
 
 
 def rle_of_wrong_size(root: str) -> Facts:
+
     def edit(data):
         ann = first_ann(data, 0)
         ann['segmentation']['size'] = [128, 128]
         return dict(ann_id=ann['id'], image_id=ann['image_id'])
+
     return edit_json(root, 'val', edit)
 
 
 def unannotated_image(split: str) -> Callable[[str], Facts]:
+
     def corrupt(root: str) -> Facts:
+
         def edit(data):
             image_id = data['images'][0]['id']
-            kept = [a for a in data['annotations']
-                    if a['image_id'] != image_id]
+            kept = [
+                a for a in data['annotations'] if a['image_id'] != image_id
+            ]
             removed = len(data['annotations']) - len(kept)
             data['annotations'] = kept
             return dict(image_id=image_id, removed=removed)
+
         return edit_json(root, split, edit)
+
     return corrupt
 
 
 def all_annotations_degenerate(root: str) -> Facts:
+
     def edit(data):
         image_id = data['images'][0]['id']
         anns = [a for a in data['annotations'] if a['image_id'] == image_id]
         for ann in anns:
             ann['bbox'][2] = 0
-        return dict(image_id=image_id, ann_id=anns[0]['id'],
-                    count=len(anns))
+        return dict(image_id=image_id, ann_id=anns[0]['id'], count=len(anns))
+
     return edit_json(root, 'train', edit)
 
 
@@ -268,74 +298,142 @@ class Case(NamedTuple):
 
 SKIP = r'{count} of \d+ annotations: '
 CASES = [
-    Case('missing-image', 'train', missing_image, FileNotFoundError,
-         [r'1 of 12 images of .*instances_train\.json cannot be read',
-          r'train/{file} \(image id {image_id}\): missing']),
+    Case('missing-image', 'train', missing_image, FileNotFoundError, [
+        r'1 of 12 images of .*instances_train\.json cannot be read',
+        r'train/{file} \(image id {image_id}\): missing'
+    ]),
     Case('empty-image-file', 'val', empty_image, FileNotFoundError,
          [r'val/{file} \(image id {image_id}\): empty \(0 bytes\)']),
-    Case('corrupt-image', 'val', corrupt_image, AssertionError,
-         [r'failed to load image: .*val/{file}$'], load=True),
-    Case('truncated-json', 'train', truncated_json, ValueError,
-         [r'annotations/{file}: not valid JSON: .* \(line 1, column \d+, '
-          r'char \d+\)$']),
+    Case(
+        'corrupt-image',
+        'val',
+        corrupt_image,
+        AssertionError, [r'failed to load image: .*val/{file}$'],
+        load=True),
+    Case('truncated-json', 'train', truncated_json, ValueError, [
+        r'annotations/{file}: not valid JSON: .* \(line 1, column \d+, '
+        r'char \d+\)$'
+    ]),
     Case('missing-json', 'val', missing_json, FileNotFoundError,
          [r'No such file or directory: .*annotations/{file}']),
-    Case('json-not-a-coco-dict', 'train', not_a_coco_dict, ValueError,
-         [r'{file}: the top level must be a JSON object with "images", '
-          r'"annotations" and "categories"; got a list']),
+    Case('json-not-a-coco-dict', 'train', not_a_coco_dict, ValueError, [
+        r'{file}: the top level must be a JSON object with "images", '
+        r'"annotations" and "categories"; got a list'
+    ]),
     Case('json-without-images', 'val', no_images_list, ValueError,
          [r'{file}: no "images" list']),
-    Case('unknown-category', 'train', unknown_category, ValueError,
-         [r"1 annotation\(s\) with a category id not in \"categories\": "
-          r'annotation id {ann_id} \(image id {image_id}\) has '
-          r'category_id 9; allowed category ids: \[1, 2, 3, 4, 5\]']),
-    Case('duplicate-image-id', 'val', duplicate_image_id, ValueError,
-         [r"1 duplicate image id\(s\): id {image_id} x2 \('{file_a}', "
-          r"'{file_b}'\); image ids must be unique"]),
+    Case('unknown-category', 'train', unknown_category, ValueError, [
+        r"1 annotation\(s\) with a category id not in \"categories\": "
+        r'annotation id {ann_id} \(image id {image_id}\) has '
+        r'category_id 9; allowed category ids: \[1, 2, 3, 4, 5\]'
+    ]),
+    Case('duplicate-image-id', 'val', duplicate_image_id, ValueError, [
+        r"1 duplicate image id\(s\): id {image_id} x2 \('{file_a}', "
+        r"'{file_b}'\); image ids must be unique"
+    ]),
     Case('duplicate-annotation-id', 'train', duplicate_ann_id, ValueError,
          [r'1 duplicate annotation id\(s\): id {ann_id} x2 ']),
     Case('annotation-of-unknown-image', 'train', ann_of_unknown_image,
-         ValueError,
-         [r'annotation id {ann_id} has image_id 999; every image_id must '
-          r'be the id of an entry of "images"']),
-    Case('nan-box', 'train', nan_box, ValueError,
-         [r'1 malformed entry/entries of "annotations": '
-          r'annotations\[1\] \(id {ann_id}\) has bbox=\[.*nan.*\], expected '
-          r'\[x, y, w, h\] of finite numbers']),
-    Case('box-outside-image', 'val', box_outside, None,
-         [SKIP.format(count=1) + r'box outside its image \(ann id {ann_id} '
-          r'of image {image_id}\)'], length=6, lost=1),
-    Case('box-partly-outside-image', 'train', box_partly_outside, None,
-         [SKIP.format(count=1) + r'box partly outside its image, clipped to '
-          r'it \(ann id {ann_id} of image {image_id}\)'], length=12),
-    Case('degenerate-box', 'train', degenerate_box, None,
-         [SKIP.format(count=1) + r'degenerate box \(w or h < 1, or area <= '
-          r'0\) \(ann id {ann_id} of image {image_id}\)'],
-         length=12, lost=1),
-    Case('empty-mask', 'train', empty_mask, None,
-         [SKIP.format(count=1) + r'empty or degenerate mask .*\(ann id '
-          r'{ann_id} of image {image_id}\)'], length=12, lost=1),
-    Case('zero-area-polygon', 'val', flat_polygon, None,
-         [SKIP.format(count=1) + r'empty or degenerate mask .*\(ann id '
-          r'{ann_id} of image {image_id}\)'], length=6, lost=1),
-    Case('rle-of-wrong-size', 'val', rle_of_wrong_size, None,
-         [r'RLE size not the image size\) \(ann id {ann_id} of image '
-          r'{image_id}\)'], length=6, lost=1),
+         ValueError, [
+             r'annotation id {ann_id} has image_id 999; every image_id must '
+             r'be the id of an entry of "images"'
+         ]),
+    Case('nan-box', 'train', nan_box, ValueError, [
+        r'1 malformed entry/entries of "annotations": '
+        r'annotations\[1\] \(id {ann_id}\) has bbox=\[.*nan.*\], expected '
+        r'\[x, y, w, h\] of finite numbers'
+    ]),
+    Case(
+        'box-outside-image',
+        'val',
+        box_outside,
+        None, [
+            SKIP.format(count=1) + r'box outside its image \(ann id {ann_id} '
+            r'of image {image_id}\)'
+        ],
+        length=6,
+        lost=1),
+    Case(
+        'box-partly-outside-image',
+        'train',
+        box_partly_outside,
+        None, [
+            SKIP.format(count=1) + r'box partly outside its image, clipped to '
+            r'it \(ann id {ann_id} of image {image_id}\)'
+        ],
+        length=12),
+    Case(
+        'degenerate-box',
+        'train',
+        degenerate_box,
+        None, [
+            SKIP.format(count=1) + r'degenerate box \(w or h < 1, or area <= '
+            r'0\) \(ann id {ann_id} of image {image_id}\)'
+        ],
+        length=12,
+        lost=1),
+    Case(
+        'empty-mask',
+        'train',
+        empty_mask,
+        None, [
+            SKIP.format(count=1) + r'empty or degenerate mask .*\(ann id '
+            r'{ann_id} of image {image_id}\)'
+        ],
+        length=12,
+        lost=1),
+    Case(
+        'zero-area-polygon',
+        'val',
+        flat_polygon,
+        None, [
+            SKIP.format(count=1) + r'empty or degenerate mask .*\(ann id '
+            r'{ann_id} of image {image_id}\)'
+        ],
+        length=6,
+        lost=1),
+    Case(
+        'rle-of-wrong-size',
+        'val',
+        rle_of_wrong_size,
+        None, [
+            r'RLE size not the image size\) \(ann id {ann_id} of image '
+            r'{image_id}\)'
+        ],
+        length=6,
+        lost=1),
     # kept in val (it counts for mAP), dropped for training (filter_empty_gt)
-    Case('unannotated-image-train', 'train', unannotated_image('train'),
-         None, [], length=11, lost='removed'),
-    Case('unannotated-image-val', 'val', unannotated_image('val'), None, [],
-         length=6, lost='removed'),
-    Case('all-annotations-of-an-image-degenerate', 'train',
-         all_annotations_degenerate, None,
-         [SKIP.format(count='{count}') + r'degenerate box .*\(ann id '
-          r'{ann_id} of image {image_id}[;)]'], length=11, lost='count'),
+    Case(
+        'unannotated-image-train',
+        'train',
+        unannotated_image('train'),
+        None, [],
+        length=11,
+        lost='removed'),
+    Case(
+        'unannotated-image-val',
+        'val',
+        unannotated_image('val'),
+        None, [],
+        length=6,
+        lost='removed'),
+    Case(
+        'all-annotations-of-an-image-degenerate',
+        'train',
+        all_annotations_degenerate,
+        None, [
+            SKIP.format(count='{count}') + r'degenerate box .*\(ann id '
+            r'{ann_id} of image {image_id}[;)]'
+        ],
+        length=11,
+        lost='count'),
 ]
 
 
 def count_instances(dataset) -> int:
-    return sum(len(dataset.get_data_info(i)['instances'])
-               for i in range(len(dataset)))
+    return sum(
+        len(dataset.get_data_info(i)['instances'])
+        for i in range(len(dataset)))
 
 
 @pytest.fixture(scope='module')
@@ -351,8 +449,7 @@ def clean_counts(tiny_coco) -> Dict[str, int]:
 
 @pytest.mark.parametrize('case', CASES, ids=[c.name for c in CASES])
 def test_bad_data_raises_or_is_skipped_with_a_warning(case, tiny_coco,
-                                                      clean_counts,
-                                                      tmp_path):
+                                                      clean_counts, tmp_path):
     root = str(tmp_path / 'data')
     shutil.copytree(tiny_coco, root)
     facts = case.corrupt(root) or {}
@@ -361,19 +458,19 @@ def test_bad_data_raises_or_is_skipped_with_a_warning(case, tiny_coco,
         with pytest.raises(case.error) as info:
             build(root, case.split)
         for pattern in patterns:
-            assert re.search(pattern, str(info.value)), (pattern,
-                                                         str(info.value))
+            assert re.search(pattern,
+                             str(info.value)), (pattern, str(info.value))
         return
     dataset, messages = build(root, case.split)
     if case.load:
-        index = next(i for i in range(len(dataset))
-                     if dataset.get_data_info(i)['img_id'] ==
-                     facts['image_id'])
+        index = next(
+            i for i in range(len(dataset))
+            if dataset.get_data_info(i)['img_id'] == facts['image_id'])
         with pytest.raises(case.error) as info:
             dataset[index]
         for pattern in patterns:
-            assert re.search(pattern, str(info.value)), (pattern,
-                                                         str(info.value))
+            assert re.search(pattern,
+                             str(info.value)), (pattern, str(info.value))
         return
     assert len(dataset) == case.length
     if not patterns:
@@ -385,9 +482,11 @@ def test_bad_data_raises_or_is_skipped_with_a_warning(case, tiny_coco,
     lost = facts[case.lost] if isinstance(case.lost, str) else case.lost
     assert count_instances(dataset) == clean_counts[case.split] - lost
     if 'clipped' in facts:
-        boxes = [inst['bbox'] for i in range(len(dataset))
-                 for inst in dataset.get_data_info(i)['instances']
-                 if dataset.get_data_info(i)['img_id'] == facts['image_id']]
+        boxes = [
+            inst['bbox'] for i in range(len(dataset))
+            for inst in dataset.get_data_info(i)['instances']
+            if dataset.get_data_info(i)['img_id'] == facts['image_id']
+        ]
         assert facts['clipped'] in boxes
 
 
@@ -402,8 +501,8 @@ def test_clean_data_list_is_coco_datasets(tiny_coco, split):
     """On clean data the checks change nothing: same data_list as mmdet's
     CocoDataset (so the demo's results do not change), no warning."""
     checked, messages = build(tiny_coco, split)
-    plain = DATASETS.build(dict(dataset_cfg(tiny_coco, split),
-                                type='CocoDataset'))
+    plain = DATASETS.build(
+        dict(dataset_cfg(tiny_coco, split), type='CocoDataset'))
     assert type(checked).__name__ == 'CheckedCocoDataset'
     assert messages == []
     assert len(checked) == len(plain) == {'train': 12, 'val': 6}[split]
@@ -411,10 +510,12 @@ def test_clean_data_list_is_coco_datasets(tiny_coco, split):
         [plain.get_data_info(i) for i in range(len(plain))]
 
 
-@pytest.mark.parametrize('corrupt,lost_images,lost_instances', [
-    (duplicate_image_id, 1, 0),  # pycocotools keeps one image of the two
-    (unknown_category, 0, 1),  # CocoDataset drops the annotation
-])
+@pytest.mark.parametrize(
+    'corrupt,lost_images,lost_instances',
+    [
+        (duplicate_image_id, 1, 0),  # pycocotools keeps one image of the two
+        (unknown_category, 0, 1),  # CocoDataset drops the annotation
+    ])
 def test_mmdet_coco_dataset_is_silent_on_these(tiny_coco, tmp_path, corrupt,
                                                lost_images, lost_instances):
     """Why the checks exist: mmdet's CocoDataset builds from these files
@@ -424,10 +525,10 @@ def test_mmdet_coco_dataset_is_silent_on_these(tiny_coco, tmp_path, corrupt,
     split = 'val' if corrupt is duplicate_image_id else 'train'
     corrupt(root)
     with LoggedWarnings() as logged:
-        plain = DATASETS.build(dict(dataset_cfg(root, split),
-                                    type='CocoDataset'))
-    clean = DATASETS.build(dict(dataset_cfg(tiny_coco, split),
-                                type='CocoDataset'))
+        plain = DATASETS.build(
+            dict(dataset_cfg(root, split), type='CocoDataset'))
+    clean = DATASETS.build(
+        dict(dataset_cfg(tiny_coco, split), type='CocoDataset'))
     assert logged.messages == []
     assert len(clean) - len(plain) == lost_images
     if lost_instances:
@@ -453,8 +554,8 @@ def evaluator_cfg(root: str) -> dict:
      r'"categories": annotation id {ann_id} \(image id {image_id}\) has '
      r'category_id 9; allowed category ids: \[1, 2, 3, 4, 5\]'),
 ])
-def test_evaluator_checks_its_ground_truth_file(tiny_coco, tmp_path,
-                                                corrupt, pattern):
+def test_evaluator_checks_its_ground_truth_file(tiny_coco, tmp_path, corrupt,
+                                                pattern):
     """The demo's CheckedCocoMetric refuses a broken val file where mmdet's
     CocoMetric (pycocotools) would evaluate against it without a word."""
     from mmdet.registry import METRICS

@@ -1,14 +1,13 @@
 """Behaviour every mmgc block shares: argument validation, mixed precision,
 robustness to sizes, batch and memory format."""
 import itertools
-import re
-from typing import Callable, Dict, List
-
 import pytest
+import re
 import torch
 import torch.nn.functional as F
-
 from conftest import randomize_
+from typing import Callable, Dict, List
+
 from mmgc.models.catalogue import CATALOGUE, examples
 from mmgc.models.gc_block import GCBlock
 
@@ -60,8 +59,7 @@ def test_autocast_bf16_matches_fp32(name, monkeypatch):
 
     monkeypatch.setattr(F, 'scaled_dot_product_attention', recording_sdpa)
     hooks = [
-        m.register_forward_hook(
-            lambda mod, inp, out: seen.append(out.dtype))
+        m.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
         for m in block.modules()
         if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm,
                           torch.nn.Sigmoid, torch.nn.BatchNorm2d))

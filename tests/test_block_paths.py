@@ -4,13 +4,12 @@ reference path (outputs and gradients, every variant), the blocks run on
 normalisation in fp32 under autocast, and stay within the launch budget."""
 import copy
 import itertools
-from typing import Callable, Dict, List
-
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import randomize_
+from typing import Callable, Dict, List
+
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
 from mmgc.models.utils import IMPLS, set_impl
 from mmgc.utils.op_count import OP_GOAL, block_op_counts, count_ops
@@ -19,41 +18,44 @@ CHANNELS = 16
 
 # name -> builder of a block with CHANNELS input channels
 VARIANTS: Dict[str, Callable[[], torch.nn.Module]] = {}
-for _pool, _fusion, _transform in itertools.product(
-        ('att', 'avg'), (('channel_add', ), ('channel_mul', ),
-                         ('channel_add', 'channel_mul')),
-        ('bottleneck_ln', 'bottleneck', 'conv1x1')):
+GC_POOLINGS = ('att', 'avg')
+GC_FUSIONS = (('channel_add', ), ('channel_mul', ), ('channel_add',
+                                                     'channel_mul'))
+GC_TRANSFORMS = ('bottleneck_ln', 'bottleneck', 'conv1x1')
+for _pool, _fusion, _transform in itertools.product(GC_POOLINGS, GC_FUSIONS,
+                                                    GC_TRANSFORMS):
     VARIANTS[f'gc_{_pool}_{"+".join(f[8:] for f in _fusion)}_{_transform}'] = (
         lambda p=_pool, f=_fusion, t=_transform: GCBlock(
             CHANNELS, 1 / 4, pooling_type=p, fusion_types=f, transform=t))
 VARIANTS['se'] = lambda: SEBlock(CHANNELS, 1 / 4)
-VARIANTS['se_relu_gate'] = lambda: SEBlock(CHANNELS, 1 / 4,
-                                           act_cfg=dict(type='ReLU'))
-for _mode, _sub in itertools.product(
-        ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'),
-        (False, True)):
+VARIANTS['se_relu_gate'] = lambda: SEBlock(
+    CHANNELS, 1 / 4, act_cfg=dict(type='ReLU'))
+NL_MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
+for _mode, _sub in itertools.product(NL_MODES, (False, True)):
     VARIANTS[f'nl_{_mode}{"_sub" if _sub else ""}'] = (
         lambda m=_mode, s=_sub: NLBlock(CHANNELS, mode=m, sub_sample=s))
 VARIANTS['nl_unscaled_bn'] = lambda: NLBlock(
     CHANNELS, use_scale=False, norm_cfg=dict(type='BN'))
 for _k, _stride in itertools.product((3, 5, 7), (1, 2)):
     VARIANTS[f'sasa_conv_k{_k}_s{_stride}'] = (
-        lambda k=_k, s=_stride: SASAConv(CHANNELS, CHANNELS, k, stride=s,
-                                         num_heads=2))
+        lambda k=_k, s=_stride: SASAConv(
+            CHANNELS, CHANNELS, k, stride=s, num_heads=2))
 VARIANTS['sasa_conv_bias_block23'] = lambda: SASAConv(
     8, CHANNELS, 5, bias=True, num_heads=4, block_size=(2, 3))
 VARIANTS['sasa_conv_window7x3'] = lambda: SASAConv(
     CHANNELS, 8, 3, window_size=(7, 3), num_heads=2)
-VARIANTS['sasa_block'] = lambda: SASABlock(CHANNELS, kernel_size=5,
-                                           num_heads=2)
+VARIANTS['sasa_block'] = lambda: SASABlock(
+    CHANNELS, kernel_size=5, num_heads=2)
 
 # one of each block (the compile and CUDA tests)
-MAIN = ['gc_att_add+mul_bottleneck_ln', 'gc_avg_mul_bottleneck', 'se',
-        'nl_embedded_gaussian', 'nl_concatenation_sub', 'nl_dot_product',
-        'sasa_conv_k7_s2', 'sasa_block']
+MAIN = [
+    'gc_att_add+mul_bottleneck_ln', 'gc_avg_mul_bottleneck', 'se',
+    'nl_embedded_gaussian', 'nl_concatenation_sub', 'nl_dot_product',
+    'sasa_conv_k7_s2', 'sasa_block'
+]
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
-                          reason='no CUDA device')
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='no CUDA device')
 
 
 def in_channels(block: torch.nn.Module) -> int:
@@ -83,25 +85,29 @@ def assert_paths_equal(block, x, atol=1e-4, rtol=1e-4):
     set_impl(fused, 'fused')
     with torch.no_grad():
         out = reference(x)
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(
-        5)).to(x.device)
+    grad_out = torch.randn(
+        out.shape, generator=torch.Generator().manual_seed(5)).to(x.device)
     names = ['output', 'input'] + [n for n, _ in block.named_parameters()]
     for name, want, got in zip(names, grads(reference, x, grad_out),
                                grads(fused, x, grad_out)):
-        torch.testing.assert_close(got, want, atol=atol, rtol=rtol,
-                                   msg=lambda m, n=name: f'{n}: {m}')
+        torch.testing.assert_close(
+            got, want, atol=atol, rtol=rtol, msg=lambda m, n=name: f'{n}: {m}')
 
 
-@pytest.mark.parametrize('channels_last', [False, True],
-                         ids=['nchw', 'channels_last'])
+@pytest.mark.parametrize(
+    'channels_last', [False, True], ids=['nchw', 'channels_last'])
 @pytest.mark.parametrize('name', list(VARIANTS))
 def test_fused_path_equals_reference(name, channels_last):
     """Outputs and gradients (input and every parameter) of the fast path
     equal the paper's reference path, at an odd size that SASA's blocks
     do not tile."""
     block = randomized(name)
-    x = torch.randn(2, in_channels(block), 9, 11,
-                    generator=torch.Generator().manual_seed(1))
+    x = torch.randn(
+        2,
+        in_channels(block),
+        9,
+        11,
+        generator=torch.Generator().manual_seed(1))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     assert_paths_equal(block, x)
@@ -114,14 +120,14 @@ def test_impl_is_checked_and_auto_picks_by_device():
         block.impl = 'fast'
     with pytest.raises(ValueError, match="impl='cuda'"):
         set_impl(block, 'cuda')
-    cpu, meta = torch.empty(1, 16, 2, 2), torch.empty(1, 16, 2, 2,
-                                                       device='meta')
+    cpu, meta = torch.empty(1, 16, 2, 2), torch.empty(
+        1, 16, 2, 2, device='meta')
     assert block.use_fast_path(cpu) and not block.use_fast_path(meta)
     block.impl = 'reference'
     assert not block.use_fast_path(cpu)
-    assert set_impl(torch.nn.Sequential(SEBlock(16, 1 / 4),
-                                        SASABlock(16, num_heads=2)),
-                    'fused') == 2  # SEBlock and SASABlock's SASAConv
+    assert set_impl(
+        torch.nn.Sequential(SEBlock(16, 1 / 4), SASABlock(16, num_heads=2)),
+        'fused') == 2  # SEBlock and SASABlock's SASAConv
     assert IMPLS == ('auto', 'reference', 'fused')
     assert 'impl' not in dict(block.state_dict())
 
@@ -134,8 +140,8 @@ def test_meta_device_forward_backward(name, impl):
     for a device type that has none)."""
     block = VARIANTS[name]().to('meta')
     set_impl(block, impl)
-    x = torch.empty(2, in_channels(block), 9, 11, device='meta',
-                    requires_grad=True)
+    x = torch.empty(
+        2, in_channels(block), 9, 11, device='meta', requires_grad=True)
     out = block(x)
     stride = getattr(block, 'stride', (1, 1))
     assert out.device.type == 'meta'
@@ -158,8 +164,12 @@ def test_compile_fullgraph_matches_eager(name):
     eager outputs and gradients within ``COMPILE_TOLERANCE``."""
     torch._dynamo.reset()
     block = randomized(name)
-    x = torch.randn(2, in_channels(block), 9, 11,
-                    generator=torch.Generator().manual_seed(2))
+    x = torch.randn(
+        2,
+        in_channels(block),
+        9,
+        11,
+        generator=torch.Generator().manual_seed(2))
     compiled = torch.compile(block, fullgraph=True)
     with torch.no_grad():
         grad_out = torch.randn_like(block(x))
@@ -229,8 +239,8 @@ def test_autocast_keeps_softmax_and_norms_fp32(name, device, dtype, impl,
     if name not in ('nl_dot_product', 'nl_concatenation_sub'):  # no softmax
         assert seen, 'no softmax, SDPA, sigmoid or normalisation observed'
     assert all(d == torch.float32 for d in seen), seen
-    for label, w, g in (('output', want[0], got[0]),
-                        ('input grad', want[1], got[1])):
+    for label, w, g in (('output', want[0], got[0]), ('input grad', want[1],
+                                                      got[1])):
         err = (g.float() - w).abs().max() / w.abs().max()
         assert err < AUTOCAST_TOLERANCE, (label, err.item())
 
@@ -241,12 +251,16 @@ def test_cuda_paths_equal_each_other_and_cpu(name):
     """On CUDA both paths run (no Python loop over images or rows) and
     agree with each other and with the CPU."""
     block = randomized(name)
-    x = torch.randn(2, in_channels(block), 9, 11,
-                    generator=torch.Generator().manual_seed(1))
+    x = torch.randn(
+        2,
+        in_channels(block),
+        9,
+        11,
+        generator=torch.Generator().manual_seed(1))
     assert_paths_equal(block.cuda(), x.cuda(), atol=1e-4, rtol=1e-3)
     with torch.no_grad():
-        torch.testing.assert_close(block(x.cuda()).cpu(),
-                                   block.cpu()(x), atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(
+            block(x.cuda()).cpu(), block.cpu()(x), atol=1e-4, rtol=1e-3)
 
 
 def test_op_counter_counts_forward_and_backward():
@@ -274,9 +288,10 @@ def test_op_count_budget():
 def test_l2_cache_size_is_read_from_the_os(tmp_path):
     from mmgc.models.utils.halo_attention import (DEFAULT_L2_BYTES,
                                                   read_l2_cache_bytes)
-    for index, (level, kind, size) in enumerate([
-            ('1', 'Data', '32K'), ('1', 'Instruction', '32K'),
-            ('2', 'Unified', '1280K'), ('3', 'Unified', '32M')]):
+    for index, (level, kind, size) in enumerate([('1', 'Data', '32K'),
+                                                 ('1', 'Instruction', '32K'),
+                                                 ('2', 'Unified', '1280K'),
+                                                 ('3', 'Unified', '32M')]):
         entry = tmp_path / f'index{index}'
         entry.mkdir()
         (entry / 'level').write_text(level + '\n')
@@ -297,11 +312,11 @@ def test_block_choice_follows_the_cache_not_fitted_constants():
     small = choose_block(50, 84, window, dim, cache_bytes=64 << 10)
     assert block_working_set(big, window, dim) <= 1 << 20
     assert block_working_set(small, window, dim) <= 64 << 10
-    assert block_working_set(small, window, dim) < block_working_set(
-        big, window, dim)
+    assert block_working_set(small, window,
+                             dim) < block_working_set(big, window, dim)
     assert choose_block(50, 84, window, dim, cache_bytes=1) == (1, 1)
-    assert choose_block(2, 3, window, dim) in [(h, w) for h in (1, 2)
-                                               for w in (1, 2, 3)]
+    assert choose_block(2, 3, window,
+                        dim) in [(h, w) for h in (1, 2) for w in (1, 2, 3)]
 
 
 @pytest.mark.parametrize('impl', ['auto', 'fused'])
@@ -331,5 +346,6 @@ def test_stride_pool_compiled_formula_equals_ceil_mode_pooling(
     got = stride_pool(x, stride)
     grad = torch.randn_like(want)
     torch.testing.assert_close(got, want)
-    torch.testing.assert_close(torch.autograd.grad(got, x, grad)[0],
-                               torch.autograd.grad(want, x, grad)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad(got, x, grad)[0],
+        torch.autograd.grad(want, x, grad)[0])

@@ -8,9 +8,9 @@ test_onnx_export)."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
 
-from conftest import randomize_
 from mmgc.models import CBAMBlock
 
 
@@ -29,11 +29,12 @@ def paper_cbam(block: CBAMBlock, x: torch.Tensor) -> torch.Tensor:
     peak = x.flatten(2).max(dim=2).values  # [B, C]
     m_c = 1 / (1 + torch.exp(-(mlp(avg) + mlp(peak))))  # [B, C]
     f1 = x * m_c[:, :, None, None]
-    pooled = torch.stack([f1.sum(1) / f1.shape[1], f1.max(1).values],
-                         dim=1)  # [B, 2, H, W]
+    pooled = torch.stack(
+        [f1.sum(1) / f1.shape[1], f1.max(1).values], dim=1)  # [B, 2, H, W]
     k = block.kernel_size
-    logits = F.conv2d(F.pad(pooled, [k // 2] * 4), block.spatial_conv.weight,
-                      block.spatial_conv.bias)  # [B, 1, H, W]
+    logits = F.conv2d(
+        F.pad(pooled, [k // 2] * 4), block.spatial_conv.weight,
+        block.spatial_conv.bias)  # [B, 1, H, W]
     m_s = 1 / (1 + torch.exp(-logits))
     return f1 * m_s
 
@@ -91,8 +92,9 @@ def test_hidden_width_and_parameter_count():
     block = CBAMBlock(256, ratio=1 / 16, kernel_size=7)
     assert block.hidden_channels == 16
     # MLP 256*16 + 16 + 16*256 + 256, spatial conv 2*7*7 + 1
-    assert sum(p.numel() for p in block.parameters()) == (
-        256 * 16 + 16 + 16 * 256 + 256 + 2 * 49 + 1)
+    assert sum(p.numel()
+               for p in block.parameters()) == (256 * 16 + 16 + 16 * 256 +
+                                                256 + 2 * 49 + 1)
 
 
 @pytest.mark.parametrize('name,value,match', [
@@ -103,13 +105,15 @@ def test_hidden_width_and_parameter_count():
     ('kernel_size', (7, 7), 'kernel_size=(7, 7) must be an int >= 1'),
 ])
 def test_bad_arguments_name_value_and_allowed(name, value, match):
-    with pytest.raises(ValueError, match=match.replace('(', r'\(').replace(
-            ')', r'\)').replace('.', r'\.')):
+    with pytest.raises(
+            ValueError,
+            match=match.replace('(', r'\(').replace(')',
+                                                    r'\)').replace('.',
+                                                                   r'\.')):
         CBAMBlock(**dict(dict(in_channels=16), **{name: value}))
 
 
 def test_build_plugin_layer_names_it_cbam_block():
-    name, layer = build_plugin_layer(dict(type='CBAMBlock'),
-                                     in_channels=64)
+    name, layer = build_plugin_layer(dict(type='CBAMBlock'), in_channels=64)
     assert name == 'cbam_block' and isinstance(layer, CBAMBlock)
     assert layer.ratio == 1 / 16 and layer.kernel_size == 7

@@ -1,7 +1,6 @@
 """mmengine checkpoints load under torch's weights_only default, narrowly."""
-import pickle
-
 import numpy as np
+import pickle
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
@@ -32,8 +31,11 @@ def _mmengine_like_checkpoint() -> dict:
         hub.update_scalar('train/loss', value)
     hub.update_info('iter', 7)
     return dict(
-        meta=dict(iter=7, seed=np.int64(3), lr=np.float64(0.01),
-                  shape=np.array([1, 2, 3], dtype=np.int32)),
+        meta=dict(
+            iter=7,
+            seed=np.int64(3),
+            lr=np.float64(0.01),
+            shape=np.array([1, 2, 3], dtype=np.int32)),
         state_dict={'w': torch.arange(4.0)},
         message_hub=hub.state_dict())
 

@@ -8,14 +8,12 @@ renamed to a COCO name with a space.
 import argparse
 import copy
 import json
+import pytest
 import re
 import shutil
-
-import pytest
-from mmengine.config import Config, DictAction
-from mmdet.registry import DATASETS, METRICS
-
 from conftest import DEMO_CONFIG
+from mmdet.registry import DATASETS, METRICS
+from mmengine.config import Config, DictAction
 from test_bad_data import LoggedWarnings, ann_file, dataset_cfg
 
 from mmgc.datasets.class_checks import resolve_classes
@@ -50,8 +48,10 @@ def build(root, split, classes):
 
 
 def instances(dataset):
-    return [inst for i in range(len(dataset))
-            for inst in dataset.get_data_info(i)['instances']]
+    return [
+        inst for i in range(len(dataset))
+        for inst in dataset.get_data_info(i)['instances']
+    ]
 
 
 def test_cfg_options_delete_spaces_in_class_names():
@@ -62,8 +62,7 @@ def test_cfg_options_delete_spaces_in_class_names():
     for value in ("['traffic light','hot dog']", '"traffic light",hot dog',
                   "('traffic light', 'hot dog')"):
         args = parser.parse_args(['--cfg-options', f'classes={value}'])
-        assert list(args.cfg_options['classes']) == ['trafficlight',
-                                                      'hotdog']
+        assert list(args.cfg_options['classes']) == ['trafficlight', 'hotdog']
     args = parser.parse_args(['--cfg-options', "x='traffic light'"])
     assert args.cfg_options['x'] == 'trafficlight'
     # the documented --cfg-options form of 'from_file' survives
@@ -93,8 +92,10 @@ def test_mmdet_coco_dataset_drops_the_class_silently(spaced):
     """The bug the check prevents: mmdet's CocoDataset resolves 4 of the 5
     names and loses the objects of the fifth without a word."""
     stripped = tuple(n.replace(' ', '') for n in SPACED)
-    cfg = dict(dataset_cfg(spaced, 'val'), type='CocoDataset',
-               metainfo=dict(classes=stripped))
+    cfg = dict(
+        dataset_cfg(spaced, 'val'),
+        type='CocoDataset',
+        metainfo=dict(classes=stripped))
     with LoggedWarnings() as logged:
         plain = DATASETS.build(cfg)
     full, _ = build(spaced, 'val', SPACED)
@@ -168,8 +169,10 @@ def test_duplicate_category_names_in_the_file_are_an_error(spaced):
     data['categories'][3]['name'] = 'circle'
     with open(ann_file(spaced, 'val'), 'w') as f:
         json.dump(data, f)
-    with pytest.raises(ValueError, match=r"1 category name\(s\) used by "
-                       r"several categories: 'circle' \(ids \[1, 4\]\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"1 category name\(s\) used by "
+            r"several categories: 'circle' \(ids \[1, 4\]\)"):
         build(spaced, 'val', 'from_file')
 
 
@@ -183,8 +186,9 @@ def metric(root):
 
 def test_metric_checks_the_data_sets_classes(spaced):
     evaluator = metric(spaced)
-    with pytest.raises(ValueError, match=r"'trafficlight' \(closest: "
-                       r"'traffic light'\)"):
+    with pytest.raises(
+            ValueError, match=r"'trafficlight' \(closest: "
+            r"'traffic light'\)"):
         evaluator.dataset_meta = dict(
             classes=tuple(n.replace(' ', '') for n in SPACED))
     evaluator.dataset_meta = dict(classes='from_file', palette='x')
@@ -192,10 +196,11 @@ def test_metric_checks_the_data_sets_classes(spaced):
     with LoggedWarnings() as logged:
         evaluator.dataset_meta = dict(classes=('circle', 'star'))
     assert len(logged.messages) == 1
-    assert re.search(r"3 of 5 categories of the file are not in the "
-                     r"configured classes: 'traffic light', 'triangle', "
-                     r"'cross'; their \d+ of \d+ objects .* -- not "
-                     r"evaluated", logged.messages[0]), logged.messages[0]
+    assert re.search(
+        r"3 of 5 categories of the file are not in the "
+        r"configured classes: 'traffic light', 'triangle', "
+        r"'cross'; their \d+ of \d+ objects .* -- not "
+        r"evaluated", logged.messages[0]), logged.messages[0]
 
 
 def test_metric_meta_is_a_copy(spaced):
@@ -215,8 +220,8 @@ def parse(argv):
 
 def test_classes_flag_keeps_spaces_and_reaches_every_data_set():
     cfg = Config.fromfile(DEMO_CONFIG)
-    apply_data_args(cfg, parse(['--classes', 'person', 'traffic light',
-                                'hot dog']))
+    apply_data_args(cfg,
+                    parse(['--classes', 'person', 'traffic light', 'hot dog']))
     for split in ('train', 'val', 'test'):
         assert cfg[f'{split}_dataloader'].dataset.metainfo.classes == \
             ('person', 'traffic light', 'hot dog')
@@ -226,14 +231,16 @@ def test_classes_flag_from_file():
     cfg = Config.fromfile(DEMO_CONFIG)
     apply_data_args(cfg, parse(['--classes', 'from_file']))
     assert cfg.test_dataloader.dataset.metainfo.classes == 'from_file'
-    with pytest.raises(ValueError, match='--classes from_file takes no '
-                       'other name'):
+    with pytest.raises(
+            ValueError, match='--classes from_file takes no '
+            'other name'):
         apply_data_args(cfg, parse(['--classes', 'from_file', 'person']))
 
 
 def test_resolve_classes_returns_left_out_categories():
-    categories = [dict(id=i, name=n) for i, n in
-                  ((1, 'a b'), (5, 'c'), (9, 'd'))]
+    categories = [
+        dict(id=i, name=n) for i, n in ((1, 'a b'), (5, 'c'), (9, 'd'))
+    ]
     classes, left_out = resolve_classes(['a b', 'd'], categories, 'f.json')
     assert classes == ('a b', 'd')
     assert left_out == [dict(id=5, name='c')]
@@ -250,6 +257,7 @@ def test_a_text_file_of_class_names_is_checked_too(spaced, tmp_path):
     assert dataset.metainfo['classes'] == ('circle', 'traffic light')
     assert len(messages) == 1 and '3 of 5 categories' in messages[0]
     names.write_text('circle\ntrafficlight\n')
-    with pytest.raises(ValueError, match=r"'trafficlight' \(closest: "
-                       r"'traffic light'\)"):
+    with pytest.raises(
+            ValueError, match=r"'trafficlight' \(closest: "
+            r"'traffic light'\)"):
         build(spaced, 'val', str(names))

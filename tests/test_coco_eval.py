@@ -13,20 +13,18 @@ import copy
 import io
 import json
 import math
+import numpy as np
 import os.path as osp
 import pickle
+import pytest
 import runpy
 import sys
-
-import numpy as np
-import pytest
 import torch
+from conftest import DEMO_CONFIG
 from mmengine.config import Config
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
-from conftest import DEMO_CONFIG
 
 from mmgc.evaluation import (NothingEvaluatedError, evaluate_predictions,
                              evaluate_results_json, write_metrics)
@@ -81,14 +79,17 @@ def make_predictions(ann_file, seed=0):
             box = np.zeros((h, w), np.uint8)
             box[int(y1):int(y1) + 30, int(x1):int(x1) + 30] = 1
             masks.append(mask_utils.encode(np.asfortranarray(box)))
-        predictions.append(dict(
-            img_id=img_id, ori_shape=(h, w), img_shape=(h, w),
-            pred_instances=dict(
-                bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(
-                    -1, 4),
-                scores=torch.tensor(scores, dtype=torch.float32),
-                labels=torch.tensor(labels, dtype=torch.int64),
-                masks=masks)))
+        predictions.append(
+            dict(
+                img_id=img_id,
+                ori_shape=(h, w),
+                img_shape=(h, w),
+                pred_instances=dict(
+                    bboxes=torch.tensor(boxes,
+                                        dtype=torch.float32).reshape(-1, 4),
+                    scores=torch.tensor(scores, dtype=torch.float32),
+                    labels=torch.tensor(labels, dtype=torch.int64),
+                    masks=masks)))
     return predictions
 
 
@@ -103,13 +104,19 @@ def to_results_json(predictions, cat_ids):
                                            inst['labels'].tolist(),
                                            inst['masks']):
             x1, y1, x2, y2 = box
-            common = dict(image_id=pred['img_id'],
-                          category_id=cat_ids[label], score=score)
+            common = dict(
+                image_id=pred['img_id'],
+                category_id=cat_ids[label],
+                score=score)
             bbox.append(dict(common, bbox=[x1, y1, x2 - x1, y2 - y1]))
             counts = mask['counts']
-            segm.append(dict(common, segmentation=dict(
-                size=[int(v) for v in mask['size']], counts=counts.decode()
-                if isinstance(counts, bytes) else counts)))
+            segm.append(
+                dict(
+                    common,
+                    segmentation=dict(
+                        size=[int(v) for v in mask['size']],
+                        counts=counts.decode()
+                        if isinstance(counts, bytes) else counts)))
     return bbox, segm
 
 
@@ -117,13 +124,14 @@ def pycocotools_eval(ann_file, results, iou_type):
     """Plain COCOeval (default parameters) and its per-class AP."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(ann_file)  # loadRes adds keys to the results: a copy
-        coco_eval = COCOeval(gt, gt.loadRes(copy.deepcopy(results)),
-                             iou_type)
+        coco_eval = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-    expected = {f'coco/{iou_type}_{item}': round(coco_eval.stats[i], 3)
-                for i, item in enumerate(ITEMS)}
+    expected = {
+        f'coco/{iou_type}_{item}': round(coco_eval.stats[i], 3)
+        for i, item in enumerate(ITEMS)
+    }
     precision = coco_eval.eval['precision']  # [T, R, K, A, M]
     for k, cat_id in enumerate(gt.getCatIds()):
         values = precision[:, :, k, 0, -1]
@@ -134,8 +142,7 @@ def pycocotools_eval(ann_file, results, iou_type):
 
 
 def assert_same(metrics, expected):
-    assert set(expected) <= set(metrics), sorted(set(expected) -
-                                                 set(metrics))
+    assert set(expected) <= set(metrics), sorted(set(expected) - set(metrics))
     for key, value in expected.items():
         if math.isnan(value):
             assert math.isnan(metrics[key]), key
@@ -148,8 +155,10 @@ def predicted(tiny_coco):
     predictions = make_predictions(val_file(tiny_coco))
     cat_ids = COCO(val_file(tiny_coco)).getCatIds()
     bbox, segm = to_results_json(predictions, cat_ids)
-    expected = {**pycocotools_eval(val_file(tiny_coco), bbox, 'bbox'),
-                **pycocotools_eval(val_file(tiny_coco), segm, 'segm')}
+    expected = {
+        **pycocotools_eval(val_file(tiny_coco), bbox, 'bbox'),
+        **pycocotools_eval(val_file(tiny_coco), segm, 'segm')
+    }
     return predictions, bbox, segm, expected
 
 
@@ -181,24 +190,28 @@ def test_results_json_equal_pycocotools(tiny_coco, predicted, tmp_path):
     metrics = evaluate_results_json(val_file(tiny_coco), files)
     assert_same(metrics, expected)
     # one type alone
-    only_bbox = evaluate_results_json(val_file(tiny_coco), files[:1],
-                                      classwise=False)
+    only_bbox = evaluate_results_json(
+        val_file(tiny_coco), files[:1], classwise=False)
     assert set(only_bbox) == {f'coco/bbox_{i}' for i in ITEMS}
 
 
 def test_predictions_missing_an_image_are_an_error(tiny_coco, predicted):
     predictions = predicted[0][1:]
-    with pytest.raises(ValueError, match=r'preds\.pkl: predictions cover 5 '
-                       r'of the 6 images of the test data set \(.*instances_'
-                       r'val\.json\); missing image id\(s\) 1 '):
+    with pytest.raises(
+            ValueError,
+            match=r'preds\.pkl: predictions cover 5 '
+            r'of the 6 images of the test data set \(.*instances_'
+            r'val\.json\); missing image id\(s\) 1 '):
         evaluate_predictions(demo_cfg(tiny_coco), predictions, 'preds.pkl')
 
 
 def test_predictions_of_another_data_set_are_an_error(tiny_coco, predicted):
     predictions = [dict(p) for p in predicted[0]]
     predictions[0]['img_id'] = 77
-    with pytest.raises(ValueError, match=r'predictions of 1 image id\(s\) '
-                       r'that the test data set .* does not have: 77'):
+    with pytest.raises(
+            ValueError,
+            match=r'predictions of 1 image id\(s\) '
+            r'that the test data set .* does not have: 77'):
         evaluate_predictions(demo_cfg(tiny_coco), predictions)
 
 
@@ -207,11 +220,16 @@ def test_no_detection_is_an_error_not_empty_metrics(tiny_coco, predicted,
     empty = []
     for pred in predicted[0]:
         inst = pred['pred_instances']
-        empty.append(dict(pred, pred_instances=dict(
-            bboxes=inst['bboxes'][:0], scores=inst['scores'][:0],
-            labels=inst['labels'][:0], masks=[])))
-    with pytest.raises(NothingEvaluatedError,
-                       match=r'no detection on the 6 test images'):
+        empty.append(
+            dict(
+                pred,
+                pred_instances=dict(
+                    bboxes=inst['bboxes'][:0],
+                    scores=inst['scores'][:0],
+                    labels=inst['labels'][:0],
+                    masks=[])))
+    with pytest.raises(
+            NothingEvaluatedError, match=r'no detection on the 6 test images'):
         evaluate_predictions(demo_cfg(tiny_coco), empty)
     path = tmp_path / 'empty.bbox.json'
     path.write_text('[]')
@@ -240,11 +258,17 @@ def test_bad_results_json_is_named(tiny_coco, tmp_path, content, pattern):
 
 def test_metrics_file_writes_nan_as_null(tmp_path):
     path = tmp_path / 'm' / 'metrics.json'
-    write_metrics({'coco/bbox_mAP': np.float64(0.5),
-                   'coco/bbox_x_precision': float('nan'), 'k': 'text'},
-                  str(path))
+    write_metrics(
+        {
+            'coco/bbox_mAP': np.float64(0.5),
+            'coco/bbox_x_precision': float('nan'),
+            'k': 'text'
+        }, str(path))
     assert json.loads(path.read_text()) == {
-        'coco/bbox_mAP': 0.5, 'coco/bbox_x_precision': None, 'k': 'text'}
+        'coco/bbox_mAP': 0.5,
+        'coco/bbox_x_precision': None,
+        'k': 'text'
+    }
 
 
 def run_tool(repo_root, script, argv, monkeypatch):
@@ -265,11 +289,15 @@ def test_eval_metric_cli_on_a_pickle_and_on_json(tiny_coco, predicted,
     with open(pkl, 'wb') as f:
         pickle.dump(predictions, f)
     out = tmp_path / 'metrics.json'
-    run_tool(repo_root, 'eval_metric.py',
-             [DEMO_CONFIG, str(pkl), '--data-root', tiny_coco,
-              '--metrics-out', str(out)], monkeypatch)
-    written = {k: math.nan if v is None else v
-               for k, v in json.loads(out.read_text()).items()}
+    run_tool(repo_root, 'eval_metric.py', [
+        DEMO_CONFIG,
+        str(pkl), '--data-root', tiny_coco, '--metrics-out',
+        str(out)
+    ], monkeypatch)
+    written = {
+        k: math.nan if v is None else v
+        for k, v in json.loads(out.read_text()).items()
+    }
     assert_same(written, expected)
     printed = capsys.readouterr().out
     assert f"coco/bbox_mAP: {expected['coco/bbox_mAP']}\n" in printed
@@ -278,15 +306,15 @@ def test_eval_metric_cli_on_a_pickle_and_on_json(tiny_coco, predicted,
     bbox_file = tmp_path / 'r.bbox.json'
     bbox_file.write_text(json.dumps(bbox))
     run_tool(repo_root, 'eval_metric.py',
-             ['--ann-file', val_file(tiny_coco), str(bbox_file)],
-             monkeypatch)
+             ['--ann-file', val_file(tiny_coco),
+              str(bbox_file)], monkeypatch)
     printed = capsys.readouterr().out
     assert f"coco/bbox_mAP: {expected['coco/bbox_mAP']}\n" in printed
     assert 'coco/segm_mAP' not in printed
 
     with pytest.raises(SystemExit) as info:
-        run_tool(repo_root, 'eval_metric.py', [DEMO_CONFIG, str(bbox_file)],
-                 monkeypatch)
+        run_tool(repo_root, 'eval_metric.py',
+                 [DEMO_CONFIG, str(bbox_file)], monkeypatch)
     assert info.value.code == 2
     assert 'expected CONFIG PREDICTIONS.pkl' in capsys.readouterr().err
 
@@ -294,8 +322,8 @@ def test_eval_metric_cli_on_a_pickle_and_on_json(tiny_coco, predicted,
     empty.write_text('[]')
     with pytest.raises(SystemExit) as info:
         run_tool(repo_root, 'eval_metric.py',
-                 ['--ann-file', val_file(tiny_coco), str(empty)],
-                 monkeypatch)
+                 ['--ann-file', val_file(tiny_coco),
+                  str(empty)], monkeypatch)
     assert str(info.value.code).startswith(
         f'eval_metric.py: {empty}: no detection on the 6 test images')
 
@@ -305,8 +333,7 @@ def test_eval_metric_cli_on_a_pickle_and_on_json(tiny_coco, predicted,
 # --------------------------------------------------------------------------
 def quiet_eval(gt, results, iou_type, iou_thrs):
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval = COCOeval(gt, gt.loadRes(copy.deepcopy(results)),
-                             iou_type)
+        coco_eval = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
         coco_eval.params.iouThrs = np.array(iou_thrs)
         coco_eval.params.maxDets = [100]
         coco_eval.evaluate()
@@ -344,10 +371,14 @@ def test_confusions_are_ignored_like_removed_detections(tiny_coco):
     circles = [a for a in gt.dataset['annotations'] if a['category_id'] == 1]
     squares = [a for a in gt.dataset['annotations'] if a['category_id'] == 2]
     assert len(circles) >= 2 and squares
-    kept = [dict(image_id=a['image_id'], category_id=1, score=0.5,
-                 bbox=a['bbox']) for a in circles[::2]]
-    confused = [dict(image_id=a['image_id'], category_id=1, score=0.9,
-                     bbox=a['bbox']) for a in squares]
+    kept = [
+        dict(image_id=a['image_id'], category_id=1, score=0.5, bbox=a['bbox'])
+        for a in circles[::2]
+    ]
+    confused = [
+        dict(image_id=a['image_id'], category_id=1, score=0.9, bbox=a['bbox'])
+        for a in squares
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(kept + confused)
     curves, _ = error_curves(gt, dt, 'bbox')
@@ -366,20 +397,21 @@ def test_coco_error_analysis_cli_writes_every_picture(tiny_coco, predicted,
     results = tmp_path / 'r.segm.json'
     results.write_text(json.dumps(segm))
     out_dir = tmp_path / 'analysis'
-    run_tool(repo_root, 'coco_error_analysis.py',
-             [str(results), str(out_dir), '--ann', val_file(tiny_coco),
-              '--types', 'bbox', 'segm', '--classes', 'circle'],
-             monkeypatch)
+    run_tool(repo_root, 'coco_error_analysis.py', [
+        str(results),
+        str(out_dir), '--ann',
+        val_file(tiny_coco), '--types', 'bbox', 'segm', '--classes', 'circle'
+    ], monkeypatch)
     import cv2
     for iou_type in ('bbox', 'segm'):
         for name in ('circle', 'allclass'):
             for area in AREAS:
-                image = cv2.imread(str(out_dir / iou_type /
-                                       f'{iou_type}-{name}-{area}.png'))
+                image = cv2.imread(
+                    str(out_dir / iou_type / f'{iou_type}-{name}-{area}.png'))
                 assert image is not None and image.shape == (450, 600, 3)
                 assert image.std() > 10  # not blank
-        assert not (out_dir / iou_type / f'{iou_type}-square-allarea.png'
-                    ).exists()
+        assert not (out_dir / iou_type /
+                    f'{iou_type}-square-allarea.png').exists()
     summary = json.loads((out_dir / 'error_analysis.json').read_text())
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(val_file(tiny_coco))
@@ -395,12 +427,15 @@ def test_coco_error_analysis_cli_writes_every_picture(tiny_coco, predicted,
 def test_coco_error_analysis_names_results_of_unknown_images(
         tiny_coco, repo_root, tmp_path, monkeypatch):
     results = tmp_path / 'r.bbox.json'
-    results.write_text(json.dumps([dict(image_id=99, category_id=1,
-                                        score=0.5, bbox=[0, 0, 9, 9])]))
+    results.write_text(
+        json.dumps(
+            [dict(image_id=99, category_id=1, score=0.5, bbox=[0, 0, 9, 9])]))
     with pytest.raises(SystemExit) as info:
-        run_tool(repo_root, 'coco_error_analysis.py',
-                 [str(results), str(tmp_path / 'out'), '--ann',
-                  val_file(tiny_coco)], monkeypatch)
+        run_tool(repo_root, 'coco_error_analysis.py', [
+            str(results),
+            str(tmp_path / 'out'), '--ann',
+            val_file(tiny_coco)
+        ], monkeypatch)
     assert str(info.value.code) == (
         f'coco_error_analysis.py: {results}: results for 1 image id(s) that '
         f'{val_file(tiny_coco)} does not have: 99')

@@ -1,10 +1,9 @@
 """The shipped configs: inheritance from mmdet, custom_imports, placement."""
 import os.path as osp
-
 import pytest
 import torch
-from mmengine.config import Config
 from mmdet.registry import MODELS
+from mmengine.config import Config
 
 from mmgc.datasets import SYNTHETIC_CLASSES
 from mmgc.models import GCBlock
@@ -23,16 +22,17 @@ def load(repo_root, name):
 @pytest.mark.parametrize('name,detector', sorted(CONFIGS.items()))
 def test_config_builds_with_gc_in_c3_to_c5(repo_root, name, detector):
     cfg = load(repo_root, name)
-    assert cfg.custom_imports == dict(imports=['mmgc'],
-                                      allow_failed_imports=False)
+    assert cfg.custom_imports == dict(
+        imports=['mmgc'], allow_failed_imports=False)
     assert cfg.default_scope == 'mmdet'  # inherited from mmdet's runtime
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     assert type(model).__name__ == detector
     names = [n for n, m in model.named_modules() if isinstance(m, GCBlock)]
-    expected = [f'backbone.layer{s}.{b}.context_block'
-                for s, blocks in ((2, 4), (3, 6), (4, 3))
-                for b in range(blocks)]
+    expected = [
+        f'backbone.layer{s}.{b}.context_block'
+        for s, blocks in ((2, 4), (3, 6), (4, 3)) for b in range(blocks)
+    ]
     assert names == expected
     assert all(m.ratio == 1 / 16 for m in model.modules()
                if isinstance(m, GCBlock))
@@ -52,9 +52,9 @@ def test_demo_model_predicts_on_a_tiny_input(repo_root):
     cfg = load(repo_root, 'demo/gc_r50_mask_synthetic.py')
     model = MODELS.build(cfg.model).eval()
     model.init_weights()
-    sample = DetDataSample(metainfo=dict(img_shape=(64, 96),
-                                         ori_shape=(64, 96),
-                                         scale_factor=(1.0, 1.0)))
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(64, 96), ori_shape=(64, 96), scale_factor=(1.0, 1.0)))
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 64, 96))
         results = model.predict(torch.randn(1, 3, 64, 96), [sample])
@@ -64,10 +64,10 @@ def test_demo_model_predicts_on_a_tiny_input(repo_root):
     assert pred.bboxes.shape[1] == 4 and len(pred.scores) == len(pred.labels)
 
 
-@pytest.mark.parametrize('name', ['demo/gc_r50_mask_synthetic.py',
-                                  'se_r50_retina.py'])
-def test_plugin_resnet_in_shipped_configs_builds_mmdets_resnet(repo_root,
-                                                               name):
+@pytest.mark.parametrize('name',
+                         ['demo/gc_r50_mask_synthetic.py', 'se_r50_retina.py'])
+def test_plugin_resnet_in_shipped_configs_builds_mmdets_resnet(
+        repo_root, name):
     """The GC/SE configs name PluginResNet only for its error messages: under
     one seed it initialises exactly the weights mmdet's ResNet does."""
     states = {}

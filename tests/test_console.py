@@ -3,10 +3,9 @@ the log file), narrow filters for known third-party warnings."""
 import io
 import logging
 import os.path as osp
-import warnings
-
 import pytest
 import torch
+import warnings
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from torch import nn
@@ -53,8 +52,8 @@ def test_progress_bar_text_rate_eta_and_status(clock):
 
 
 def test_progress_bar_resumed_counts_only_this_runs_steps(clock):
-    bar = ProgressBar(100, 'train', start_at=60, file=io.StringIO(),
-                      bar_width=10)
+    bar = ProgressBar(
+        100, 'train', start_at=60, file=io.StringIO(), bar_width=10)
     clock.now += 10
     bar.update(20)
     # 20 steps in 10 s this run; 20 left
@@ -110,18 +109,28 @@ class PrintingMetric(BaseMetric):
 
 def toy_runner(work_dir: str) -> ProgressRunner:
     """A 6-iteration toy training with validation at its end."""
-    data = [dict(inputs=torch.tensor([float(i), 1.]),
-                 labels=torch.tensor(float(i))) for i in range(8)]
-    loader = dict(dataset=data, sampler=dict(type='DefaultSampler',
-                                             shuffle=False),
-                  batch_size=2, collate_fn=dict(type='pseudo_collate'))
+    data = [
+        dict(
+            inputs=torch.tensor([float(i), 1.]), labels=torch.tensor(float(i)))
+        for i in range(8)
+    ]
+    loader = dict(
+        dataset=data,
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        collate_fn=dict(type='pseudo_collate'))
     return ProgressRunner(
-        model=ToyModel(), work_dir=work_dir, train_dataloader=loader,
-        val_dataloader=loader, test_dataloader=loader,
-        val_evaluator=[PrintingMetric()], test_evaluator=[PrintingMetric()],
+        model=ToyModel(),
+        work_dir=work_dir,
+        train_dataloader=loader,
+        val_dataloader=loader,
+        test_dataloader=loader,
+        val_evaluator=[PrintingMetric()],
+        test_evaluator=[PrintingMetric()],
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         train_cfg=dict(by_epoch=False, max_iters=6, val_interval=6),
-        val_cfg=dict(), test_cfg=dict(),
+        val_cfg=dict(),
+        test_cfg=dict(),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
         log_processor=dict(by_epoch=False),
         default_scope='mmdet',  # the tests' scope, left as it is
@@ -137,17 +146,21 @@ def test_progress_runner_console_shows_bars_and_the_log_has_everything(
     # the toy run's own warnings (no data set metainfo...) on lines of
     # their own; mmengine's notices about its deprecated FileClient not
     assert 'FileClient' not in console
-    lines = [line for line in console.split('\n')
-             if ' - mmengine - WARNING - ' not in line]
+    lines = [
+        line for line in console.split('\n')
+        if ' - mmengine - WARNING - ' not in line
+    ]
     log_file = osp.join(runner.log_dir, f'{runner.timestamp}.log')
     # train bar (continued on a new line after a warning), val bar (at the
     # end of training), the log path; then the evaluate bar and the log
     # path again
     firsts = [line.rsplit('\r', 1)[-1].split()[0] for line in lines if line]
-    assert [w for i, w in enumerate(firsts) if firsts[i - 1:i] != [w]] == [
-        'train', 'val', 'full', 'evaluate', 'full']
-    bars = {line.rsplit('\r', 1)[-1].split()[0]: line.rsplit('\r', 1)[-1]
-            for line in lines if line}
+    assert [w for i, w in enumerate(firsts) if firsts[i - 1:i] != [w]
+            ] == ['train', 'val', 'full', 'evaluate', 'full']
+    bars = {
+        line.rsplit('\r', 1)[-1].split()[0]: line.rsplit('\r', 1)[-1]
+        for line in lines if line
+    }
     assert '6/6' in bars['train'] and 'loss ' in bars['train']
     assert ' 4/4, ' in bars['val'] and bars['val'].endswith(', mAP 0.500')
     assert bars['evaluate'].endswith('mAP 0.500')
@@ -167,14 +180,18 @@ def test_progress_runner_still_shows_warnings(tmp_path, capsys):
     runner.logger.warning('a warning line')
     console = capsys.readouterr().out
     assert 'a warning line' in console and 'an info line' not in console
-    assert [h.level for h in runner.logger.handlers
-            if type(h) is logging.StreamHandler] == [logging.WARNING]
+    assert [
+        h.level for h in runner.logger.handlers
+        if type(h) is logging.StreamHandler
+    ] == [logging.WARNING]
 
 
 def test_build_runner_refuses_progress_with_another_runner_type():
     from mmengine.config import Config
-    with pytest.raises(ValueError, match=r"--progress replaces the runner, "
-                       r"but the config sets runner_type='MyRunner'"):
+    with pytest.raises(
+            ValueError,
+            match=r"--progress replaces the runner, "
+            r"but the config sets runner_type='MyRunner'"):
         build_runner(Config(dict(runner_type='MyRunner')), progress=True)
 
 
@@ -182,8 +199,8 @@ def test_build_runner_refuses_progress_with_another_runner_type():
 
 
 def emit(message: str, module: str) -> None:
-    warnings.warn_explicit(message, UserWarning, f'/x/{module}.py', 1,
-                           module=module)
+    warnings.warn_explicit(
+        message, UserWarning, f'/x/{module}.py', 1, module=module)
 
 
 def test_known_warnings_are_filtered_by_message_and_module():
@@ -198,9 +215,8 @@ def test_known_warnings_are_filtered_by_message_and_module():
         emit(message, 'my_project.tools')  # another module: shown
         emit('pkg_resources is great', 'mmengine.utils')  # other text: shown
         warnings.warn('anything else', UserWarning)  # shown
-    assert [str(w.message) for w in caught] == [
-        message, 'pkg_resources is great', 'anything else'
-    ]
+    assert [str(w.message) for w in caught
+            ] == [message, 'pkg_resources is great', 'anything else']
 
 
 def test_known_log_messages_are_dropped_by_logger_and_text():
@@ -217,5 +233,7 @@ def test_known_log_messages_are_dropped_by_logger_and_text():
     assert not keep(record('gc_r50_mask_synthetic_20261203_191500', restart))
     assert keep(record('my_project', restart))  # another logger: shown
     assert keep(record('mmengine', 'Reach the end of the road'))  # other text
-    assert not keep(record('mmengine', '"FileClient" will be deprecated in '
-                           'future. Please use io functions'))
+    assert not keep(
+        record(
+            'mmengine', '"FileClient" will be deprecated in '
+            'future. Please use io functions'))

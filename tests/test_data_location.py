@@ -3,17 +3,15 @@ friends reach every loader and evaluator; heads' ``num_classes`` against
 the data set; a test that evaluated nothing is an error."""
 import argparse
 import os.path as osp
+import pytest
 import subprocess
 import sys
-from types import SimpleNamespace
-
-import pytest
 import torch
+from conftest import DEMO_CONFIG, tool_env
+from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.runner import BaseLoop
-from mmdet.registry import DATASETS, MODELS
-
-from conftest import DEMO_CONFIG, tool_env
+from types import SimpleNamespace
 
 from mmgc.engine import (ClassCountCheckHook, add_class_count_check,
                          check_class_count, class_heads)
@@ -27,10 +25,11 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
-REAL_LAYOUT = ['--train-ann', 'annotations/instances_train2017.json',
-               '--train-img', 'train2017/',
-               '--val-ann', 'annotations/instances_val2017.json',
-               '--val-img', 'val2017/']
+REAL_LAYOUT = [
+    '--train-ann', 'annotations/instances_train2017.json', '--train-img',
+    'train2017/', '--val-ann', 'annotations/instances_val2017.json',
+    '--val-img', 'val2017/'
+]
 
 
 def test_data_root_reaches_every_loader_and_evaluator(tmp_path):
@@ -54,8 +53,12 @@ def test_data_root_reaches_every_loader_and_evaluator(tmp_path):
 
 def test_test_split_has_its_own_flags(tmp_path):
     cfg = Config.fromfile(DEMO_CONFIG)
-    apply_data_args(cfg, parse(['--data-root', str(tmp_path), '--test-ann',
-                                'a/test.json', '--test-img', 'test/']))
+    apply_data_args(
+        cfg,
+        parse([
+            '--data-root',
+            str(tmp_path), '--test-ann', 'a/test.json', '--test-img', 'test/'
+        ]))
     assert cfg.test_dataloader.dataset.ann_file == 'a/test.json'
     assert cfg.test_evaluator.ann_file == str(tmp_path) + '/a/test.json'
     # val keeps the config's names under the new root
@@ -73,15 +76,22 @@ def test_no_flag_changes_nothing():
 
 
 def test_wrapped_data_sets_and_evaluator_lists(tmp_path):
-    cfg = Config(dict(
-        train_dataloader=dict(dataset=dict(
-            type='RepeatDataset', times=2,
-            dataset=dict(type='CocoDataset', ann_file='a.json',
-                         data_root='old/'))),
-        test_dataloader=dict(dataset=dict(type='CocoDataset',
-                                          ann_file='t.json')),
-        test_evaluator=[dict(type='CocoMetric', ann_file='old/t.json'),
-                        dict(type='DumpDetResults', out_file_path='x')]))
+    cfg = Config(
+        dict(
+            train_dataloader=dict(
+                dataset=dict(
+                    type='RepeatDataset',
+                    times=2,
+                    dataset=dict(
+                        type='CocoDataset',
+                        ann_file='a.json',
+                        data_root='old/'))),
+            test_dataloader=dict(
+                dataset=dict(type='CocoDataset', ann_file='t.json')),
+            test_evaluator=[
+                dict(type='CocoMetric', ann_file='old/t.json'),
+                dict(type='DumpDetResults', out_file_path='x')
+            ]))
     set_data_location(cfg, data_root=str(tmp_path))
     assert cfg.train_dataloader.dataset.dataset.data_root == \
         str(tmp_path) + '/'
@@ -89,17 +99,21 @@ def test_wrapped_data_sets_and_evaluator_lists(tmp_path):
     assert 'ann_file' not in cfg.test_evaluator[1]
 
     cfg.train_dataloader.dataset = dict(
-        type='ConcatDataset', datasets=[dict(ann_file='a'),
-                                        dict(ann_file='b')])
-    with pytest.raises(ValueError, match=r'train_dataloader holds 2 data '
-                       r'sets; --train-ann / --train-img would not know'):
+        type='ConcatDataset',
+        datasets=[dict(ann_file='a'), dict(ann_file='b')])
+    with pytest.raises(
+            ValueError,
+            match=r'train_dataloader holds 2 data '
+            r'sets; --train-ann / --train-img would not know'):
         set_data_location(cfg, ann_files=dict(train='c.json'))
 
 
 def test_missing_data_root_is_named(tmp_path):
     missing = str(tmp_path / 'nope')
-    with pytest.raises(FileNotFoundError, match=f'--data-root '
-                       f"'{missing}': no such directory"):
+    with pytest.raises(
+            FileNotFoundError,
+            match=f'--data-root '
+            f"'{missing}': no such directory"):
         set_data_location(Config.fromfile(DEMO_CONFIG), data_root=missing)
 
 
@@ -116,8 +130,8 @@ def demo_model(num_classes):
 def test_class_heads_of_mask_rcnn_and_retinanet(repo_root):
     assert class_heads(demo_model(5)) == [('roi_head.bbox_head', 5),
                                           ('roi_head.mask_head', 5)]
-    cfg = Config.fromfile(osp.join(repo_root, 'configs',
-                                   'baseline_r50_retina.py'))
+    cfg = Config.fromfile(
+        osp.join(repo_root, 'configs', 'baseline_r50_retina.py'))
     cfg.model.backbone.init_cfg = None
     assert class_heads(MODELS.build(cfg.model)) == [('bbox_head', 80)]
 
@@ -153,21 +167,26 @@ class _Loop(BaseLoop):
 
 def test_hook_checks_every_built_loop(tiny_coco):
     hook = ClassCountCheckHook()
-    runner = SimpleNamespace(model=demo_model(5), _train_loop=dict(),
-                             _val_loop=None,
-                             _test_loop=_Loop(tiny_dataset(tiny_coco)))
+    runner = SimpleNamespace(
+        model=demo_model(5),
+        _train_loop=dict(),
+        _val_loop=None,
+        _test_loop=_Loop(tiny_dataset(tiny_coco)))
     hook.before_run(runner)
     runner._test_loop = _Loop(tiny_dataset(tiny_coco, ('circle', 'star')))
-    with pytest.raises(ValueError, match=r'mask_head.num_classes=5, but '
-                       r'the test data set .* has 2 classes'):
+    with pytest.raises(
+            ValueError,
+            match=r'mask_head.num_classes=5, but '
+            r'the test data set .* has 2 classes'):
         hook.before_run(runner)
 
 
 def test_hook_is_added_once():
     cfg = Config(dict(custom_hooks=[dict(type='X')]))
     add_class_count_check(add_class_count_check(cfg))
-    assert cfg.custom_hooks == [dict(type='X'),
-                                dict(type='ClassCountCheckHook')]
+    assert cfg.custom_hooks == [
+        dict(type='X'), dict(type='ClassCountCheckHook')
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -201,18 +220,21 @@ def test_test_py_without_detection_exits_1_and_writes_no_metrics(
     writes no metrics file but keeps --out."""
     torch.manual_seed(0)
     ckpt = str(tmp_path / 'random.pth')
-    torch.save(dict(state_dict=demo_model(5).state_dict(), meta=dict()),
-               ckpt)
+    torch.save(dict(state_dict=demo_model(5).state_dict(), meta=dict()), ckpt)
     metrics_file = tmp_path / 'metrics.json'
-    result = subprocess.run(
-        [sys.executable, 'tools/test.py', DEMO_CONFIG, ckpt, '--work-dir',
-         str(tmp_path / 'work'), '--metrics-out', str(metrics_file),
-         '--out', str(tmp_path / 'preds.pkl'), '--data-root', tiny_coco,
-         '--cfg-options', 'model.test_cfg.rcnn.score_thr=1.01',
-         'test_dataloader.num_workers=0',
-         'test_dataloader.persistent_workers=False'],
-        cwd=repo_root, env=tool_env(), capture_output=True, text=True,
-        timeout=600)
+    result = subprocess.run([
+        sys.executable, 'tools/test.py', DEMO_CONFIG, ckpt, '--work-dir',
+        str(tmp_path / 'work'), '--metrics-out',
+        str(metrics_file), '--out',
+        str(tmp_path / 'preds.pkl'), '--data-root', tiny_coco, '--cfg-options',
+        'model.test_cfg.rcnn.score_thr=1.01', 'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ],
+                            cwd=repo_root,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out[-3000:]
     assert ('tools/test.py: no detection on the 6 test images '
@@ -225,15 +247,19 @@ def test_test_py_without_detection_exits_1_and_writes_no_metrics(
 @pytest.mark.slow
 def test_train_py_with_wrong_num_classes_fails_before_iteration_1(
         tiny_coco, repo_root, tmp_path):
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', DEMO_CONFIG, '--work-dir',
-         str(tmp_path), '--data-root', tiny_coco, '--classes', 'circle',
-         'square', '--cfg-options', 'train_dataloader.num_workers=0',
-         'train_dataloader.persistent_workers=False',
-         'val_dataloader.num_workers=0',
-         'val_dataloader.persistent_workers=False'],
-        cwd=repo_root, env=tool_env(), capture_output=True, text=True,
-        timeout=600)
+    result = subprocess.run([
+        sys.executable, 'tools/train.py', DEMO_CONFIG, '--work-dir',
+        str(tmp_path), '--data-root', tiny_coco, '--classes', 'circle',
+        'square', '--cfg-options', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False'
+    ],
+                            cwd=repo_root,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert ('ValueError: model.roi_head.bbox_head.num_classes=5, '

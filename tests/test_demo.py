@@ -1,14 +1,12 @@
 """The main job (tools/run_demo.py) end to end, on a tiny schedule; and, on
 request, on its full schedule against the mAP it reaches."""
 import json
+import mmcv
 import os
 import os.path as osp
+import pytest
 import subprocess
 import sys
-
-import mmcv
-import pytest
-
 from conftest import tool_env
 
 pytestmark = pytest.mark.slow
@@ -16,10 +14,8 @@ pytestmark = pytest.mark.slow
 LOADER_OPTIONS = [
     'train_dataloader.num_workers=0',
     'train_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0',
-    'val_dataloader.persistent_workers=False',
-    'test_dataloader.num_workers=0',
-    'test_dataloader.persistent_workers=False'
+    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False'
 ]
 # The lowest figures the full main job reached on the machines in the
 # README (bbox / segm mAP 0.534 / 0.598 on a 2-core Xeon), less a margin
@@ -39,11 +35,18 @@ def test_run_demo_writes_metrics_drawings_and_a_short_console(
         repo_root, tmp_path):
     data_root = str(tmp_path / 'data')
     work_dir = str(tmp_path / 'work')
-    cmd = [sys.executable, 'tools/run_demo.py', '--data-root', data_root,
-           '--num-train', '8', '--num-val', '4', '--work-dir', work_dir,
-           '--cfg-options', 'train_cfg.max_iters=2', *LOADER_OPTIONS]
-    result = subprocess.run(cmd, cwd=repo_root, env=tool_env(),
-                            capture_output=True, text=True, timeout=900)
+    cmd = [
+        sys.executable, 'tools/run_demo.py', '--data-root', data_root,
+        '--num-train', '8', '--num-val', '4', '--work-dir', work_dir,
+        '--cfg-options', 'train_cfg.max_iters=2', *LOADER_OPTIONS
+    ]
+    result = subprocess.run(
+        cmd,
+        cwd=repo_root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
 
@@ -51,8 +54,7 @@ def test_run_demo_writes_metrics_drawings_and_a_short_console(
         metrics = json.load(f)
     assert {f'coco/{t}_mAP' for t in ('bbox', 'segm')} <= set(metrics)
     drawings = sorted(os.listdir(osp.join(work_dir, 'predictions')))
-    assert drawings == ['000000.png', '000001.png', '000002.png',
-                        '000003.png']
+    assert drawings == ['000000.png', '000001.png', '000002.png', '000003.png']
     # ground truth beside prediction: two 256 px panels and a 4 px gap
     drawing = mmcv.imread(osp.join(work_dir, 'predictions', drawings[0]))
     assert drawing.shape[1] == 2 * 256 + 4
@@ -73,8 +75,9 @@ def test_run_demo_writes_metrics_drawings_and_a_short_console(
     lines = console_lines(out)
     assert len(lines) <= MAX_CONSOLE_LINES, out
     for phase in ('generate', 'train', 'evaluate', 'draw'):
-        assert sum(line.lstrip('\r').startswith(phase) or
-                   f'\r{phase} ' in line for line in lines) >= 1, (phase, out)
+        assert sum(
+            line.lstrip('\r').startswith(phase) or f'\r{phase} ' in line
+            for line in lines) >= 1, (phase, out)
     assert 'Iter(train)' not in out, out
     for warning in ('UserWarning', 'DeprecationWarning', 'FutureWarning'):
         assert warning not in out, out
@@ -88,30 +91,45 @@ def test_run_demo_writes_metrics_drawings_and_a_short_console(
         assert 'Average Precision' in f.read()  # pycocotools' summary
 
     # a second run reuses the finished training instead of retraining
-    again = subprocess.run(cmd, cwd=repo_root, env=tool_env(),
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        cmd,
+        cwd=repo_root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert 'reusing it' in again.stdout
     assert 'Iter(train)' not in again.stdout + again.stderr
 
     # --verbose restores mmengine's log on the console
-    verbose = subprocess.run(cmd + ['--verbose'], cwd=repo_root,
-                             env=tool_env(), capture_output=True, text=True,
-                             timeout=900)
+    verbose = subprocess.run(
+        cmd + ['--verbose'],
+        cwd=repo_root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert verbose.returncode == 0, verbose.stderr[-4000:]
     assert 'Average Precision' in verbose.stdout
     assert len(console_lines(verbose.stdout)) > 2 * MAX_CONSOLE_LINES
 
 
-@pytest.mark.skipif(os.environ.get('MMGC_FULL_DEMO') != '1',
-                    reason='the full main job trains for about 13 minutes '
-                    'on 2 cores; set MMGC_FULL_DEMO=1 to run it')
+@pytest.mark.skipif(
+    os.environ.get('MMGC_FULL_DEMO') != '1',
+    reason='the full main job trains for about 13 minutes '
+    'on 2 cores; set MMGC_FULL_DEMO=1 to run it')
 def test_full_demo_reaches_the_documented_map(repo_root, tmp_path):
     work_dir = str(tmp_path / 'work')
-    result = subprocess.run(
-        [sys.executable, 'tools/run_demo.py', '--work-dir', work_dir,
-         '--num-drawings', '16'], cwd=repo_root, env=tool_env(),
-        capture_output=True, text=True, timeout=3600)
+    result = subprocess.run([
+        sys.executable, 'tools/run_demo.py', '--work-dir', work_dir,
+        '--num-drawings', '16'
+    ],
+                            cwd=repo_root,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=3600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     with open(osp.join(work_dir, 'metrics.json')) as f:
         metrics = json.load(f)

@@ -3,18 +3,17 @@ are, earlier mmgc checkpoints convert, errors are of mmcv's / mmdet's types,
 mmcv's attributes exist, and mmgc's blocks are found without a default
 scope."""
 import os.path as osp
+import pytest
 import subprocess
 import sys
-
-import pytest
 import torch
+from conftest import ROOT, tool_env
 from mmcv.cnn.bricks import ContextBlock, NonLocal2d
 from mmdet.models.backbones import ResNet
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from conftest import ROOT, tool_env
 from mmgc.models import GCBlock, NLBlock, PluginResNet
 from mmgc.models.utils import ArgumentError, ArgumentKeyError
 from mmgc.utils.checkpoint_convert import convert_checkpoint, convert_key
@@ -43,6 +42,7 @@ def load_strict_report(model, path):
 # 1. zoo checkpoints load as they are
 # --------------------------------------------------------------------------
 
+
 def test_mmdet_gcnet_checkpoint_loads_into_gc_config(tmp_path):
     """MMDetection's GCNet model (mmdet ResNet + mmcv ContextBlock, as in
     gcnet/mask-rcnn_r50-gcb-r16-c3-c5_fpn_1x_coco.py), saved and loaded
@@ -64,21 +64,28 @@ def test_mmdet_gcnet_checkpoint_loads_into_gc_config(tmp_path):
     zoo_model.eval()
     mmgc_model.eval()
     with torch.no_grad():
-        for a, b in zip(mmgc_model.extract_feat(x),
-                        zoo_model.extract_feat(x)):
+        for a, b in zip(mmgc_model.extract_feat(x), zoo_model.extract_feat(x)):
             # fp32 sums in another order: features of size ~1 agree to 1e-4
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('kwargs', [dict(), dict(reduction=4),
-                                    dict(mode='dot_product')])
+@pytest.mark.parametrize(
+    'kwargs', [dict(), dict(reduction=4),
+               dict(mode='dot_product')])
 def test_mmcv_nonlocal_checkpoint_loads_into_nl_block(tmp_path, kwargs):
+
     def backbone(block_type, backbone_type):
-        return MODELS.build(dict(
-            type=backbone_type, depth=50, base_channels=8, plugins=[
-                dict(cfg=dict(type=block_type, **kwargs),
-                     stages=(False, False, True, False),
-                     position='after_conv3')]))
+        return MODELS.build(
+            dict(
+                type=backbone_type,
+                depth=50,
+                base_channels=8,
+                plugins=[
+                    dict(
+                        cfg=dict(type=block_type, **kwargs),
+                        stages=(False, False, True, False),
+                        position='after_conv3')
+                ]))
 
     zoo = perturb(backbone('NonLocal2d', 'ResNet'), 'nonlocal_block')
     assert 'layer3.0.nonlocal_block.g.conv.weight' in zoo.state_dict()
@@ -116,21 +123,37 @@ def test_earlier_mmgc_checkpoint_converts_and_loads(tmp_path):
     """A checkpoint with the old gc_block / nl_block names: the CLI renames
     exactly those keys and today's model loads it strictly."""
     torch.manual_seed(0)
-    model = perturb(PluginResNet(depth=50, base_channels=8, plugins=[
-        dict(cfg=dict(type='GCBlock', ratio=1 / 4),
-             stages=(False, True, False, False), position='after_conv3'),
-        dict(cfg=dict(type='NLBlock'), stages=(False, False, True, False),
-             blocks=(None, None, (-2, ), None), position='after_block')]))
-    old = {k.replace('.context_block.', '.gc_block.').replace(
-        '.nonlocal_block.', '.nl_block.'): v
-        for k, v in model.state_dict().items()}
+    model = perturb(
+        PluginResNet(
+            depth=50,
+            base_channels=8,
+            plugins=[
+                dict(
+                    cfg=dict(type='GCBlock', ratio=1 / 4),
+                    stages=(False, True, False, False),
+                    position='after_conv3'),
+                dict(
+                    cfg=dict(type='NLBlock'),
+                    stages=(False, False, True, False),
+                    blocks=(None, None, (-2, ), None),
+                    position='after_block')
+            ]))
+    old = {
+        k.replace('.context_block.', '.gc_block.').replace(
+            '.nonlocal_block.', '.nl_block.'):
+        v
+        for k, v in model.state_dict().items()
+    }
     renamed = sum(k != n for k, n in zip(old, model.state_dict()))
     assert renamed > 0
     src, dst = str(tmp_path / 'old.pth'), str(tmp_path / 'new.pth')
     torch.save({'state_dict': old, 'meta': {'epoch': 3}}, src)
     result = subprocess.run(
-        [sys.executable, 'tools/model_converters/mmdet_to_mmgc.py', src,
-         dst], cwd=ROOT, env=tool_env(), capture_output=True, text=True,
+        [sys.executable, 'tools/model_converters/mmdet_to_mmgc.py', src, dst],
+        cwd=ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
         timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == f'{dst}: renamed {renamed} keys'
@@ -158,6 +181,8 @@ GC_CTX = dict(in_channels=16, ratio=1. / 4)
 NL_ARGS = dict(in_channels=32)
 R50_GC = dict(cfg=dict(type='GCBlock', ratio=1 / 16))
 MMDET_GC = dict(cfg=dict(type='ContextBlock', ratio=1 / 16))
+# three stages where four are expected: both ResNets must refuse it
+THREE_STAGES = dict(stages=(False, True, True), position='after_conv3')
 
 # (mmgc call, mmcv/mmdet call for the same mistake, type upstream raises,
 #  mmgc's message)
@@ -178,44 +203,40 @@ UPSTREAM_MISTAKES = [
      "GCBlock: fusion_types item='unsupport_type' is not supported; "
      "allowed: 'channel_add', 'channel_mul'"),
     (lambda: GCBlock(**GC_CTX, fusion_types=()),
-     lambda: ContextBlock(**GC_CTX, fusion_types=()),
-     AssertionError,
+     lambda: ContextBlock(**GC_CTX, fusion_types=()), AssertionError,
      'GCBlock: fusion_types=() must be a non-empty list or tuple drawn from '
      "('channel_add', 'channel_mul')"),
-    (lambda: NLBlock(**NL_ARGS, mode='unsupport_mode'),
-     lambda: NonLocal2d(**NL_ARGS, mode='unsupport_mode'),
-     ValueError,  # mmcv 2.1's NonLocal2d raises ValueError here
-     "NLBlock: mode='unsupport_mode' is not supported; allowed: "
-     "'embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'"),
+    (
+        lambda: NLBlock(**NL_ARGS, mode='unsupport_mode'),
+        lambda: NonLocal2d(**NL_ARGS, mode='unsupport_mode'),
+        ValueError,  # mmcv 2.1's NonLocal2d raises ValueError here
+        "NLBlock: mode='unsupport_mode' is not supported; allowed: "
+        "'embedded_gaussian', 'gaussian', 'dot_product', 'concatenation'"),
     (lambda: PluginResNet(20), lambda: ResNet(20), KeyError,
      'PluginResNet: depth=20 is not supported; allowed: 18, 34, 50, 101, '
      '152'),
-    (lambda: PluginResNet(50, plugins=[dict(
-        **R50_GC, stages=(False, True, True), position='after_conv3')]),
-     lambda: ResNet(50, plugins=[dict(
-         **MMDET_GC, stages=(False, True, True), position='after_conv3')]),
+    (lambda: PluginResNet(50, plugins=[dict(**R50_GC, **THREE_STAGES)]),
+     lambda: ResNet(50, plugins=[dict(**MMDET_GC, **THREE_STAGES)]),
      AssertionError,
      'PluginResNet: plugins[0].stages=(False, True, True) must be None '
      '(all) or a tuple of 4 bools, one per stage'),
-    (lambda: PluginResNet(50, plugins=[dict(**R50_GC,
-                                            position='after_conv4')]),
-     lambda: ResNet(50, plugins=[dict(**MMDET_GC,
-                                      position='after_conv4')]),
+    (lambda: PluginResNet(
+        50, plugins=[dict(**R50_GC, position='after_conv4')]),
+     lambda: ResNet(50, plugins=[dict(**MMDET_GC, position='after_conv4')]),
      AssertionError,
      "PluginResNet: plugins[0].position='after_conv4' is not supported; "
      "allowed: 'after_conv1', 'after_conv2', 'after_conv3', 'after_block'"),
-    (lambda: PluginResNet(50, plugins=[dict(
-        cfg=dict(type='GCBlok'), position='after_conv3')]),
-     lambda: ResNet(50, plugins=[dict(
-         cfg=dict(type='GCBlok'), position='after_conv3')]),
+    (lambda: PluginResNet(
+        50, plugins=[dict(cfg=dict(type='GCBlok'), position='after_conv3')]),
+     lambda: ResNet(
+         50, plugins=[dict(cfg=dict(type='GCBlok'), position='after_conv3')]),
      KeyError,
      "PluginResNet: plugins[0].cfg.type='GCBlok' is not a registered "
      "plugin block (did you mean 'GCBlock'?); allowed: "),
 ]
 
 
-@pytest.mark.parametrize('ours,upstream,exc_type,message',
-                         UPSTREAM_MISTAKES)
+@pytest.mark.parametrize('ours,upstream,exc_type,message', UPSTREAM_MISTAKES)
 def test_errors_are_of_the_upstream_type(ours, upstream, exc_type, message):
     with pytest.raises(exc_type):
         upstream()  # the type mmcv / mmdet raise for this mistake
@@ -237,13 +258,13 @@ def test_key_error_message_reads_plainly():
 # 3. attributes of mmcv's blocks
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('pooling', ['att', 'avg'])
 @pytest.mark.parametrize('fusion', [('channel_add', ), ('channel_mul', ),
                                     ('channel_add', 'channel_mul')])
 def test_gc_block_has_mmcv_submodules_and_keys(pooling, fusion):
     ours = GCBlock(16, 1 / 4, pooling_type=pooling, fusion_types=fusion)
-    theirs = ContextBlock(16, 1 / 4, pooling_type=pooling,
-                          fusion_types=fusion)
+    theirs = ContextBlock(16, 1 / 4, pooling_type=pooling, fusion_types=fusion)
     assert dict(ours.named_modules()).keys() == \
         dict(theirs.named_modules()).keys()
     assert list(ours.state_dict()) == list(theirs.state_dict())
@@ -271,8 +292,7 @@ def test_nl_block_inner_channels_as_mmcv(in_channels, reduction):
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = torch.randn(2, in_channels, 5, 6)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -316,12 +336,17 @@ for case in ('typo', 'unregistered'):
 
 def test_blocks_found_without_default_scope():
     result = subprocess.run([sys.executable, '-c', NO_SCOPE_SCRIPT],
-                            cwd=ROOT, env=tool_env(), capture_output=True,
-                            text=True, timeout=300)
+                            cwd=ROOT,
+                            env=tool_env(),
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
-    assert lines[:4] == ['ResNet GCBlock', 'PluginResNet GCBlock',
-                         'PluginFPN SEBlock', 'SASA SASAConv']
+    assert lines[:4] == [
+        'ResNet GCBlock', 'PluginResNet GCBlock', 'PluginFPN SEBlock',
+        'SASA SASAConv'
+    ]
     typo, unregistered = lines[4:]
     assert typo.startswith(
         "typo PluginResNet: plugins[0].cfg.type='GCBlok' is not a "

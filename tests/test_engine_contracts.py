@@ -10,13 +10,12 @@ checkpoints through its ``file_backend`` and writing ``last_checkpoint``
 under ``runner.work_dir``. If a new mmengine release changes one of these,
 a test here fails and names it.
 """
+import numpy as np
 import os
 import os.path as osp
-import uuid
-
-import numpy as np
 import pytest
 import torch
+import uuid
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -64,18 +63,26 @@ class _RecordOrder(Hook):
         self.seen[runner.iter + 1] = data_batch['idx'].tolist()
 
 
-def _runner(work_dir, loop: dict, resume_from=None, max_keep_ckpts=-1,
-            recorder=None, save_best=None):
+def _runner(work_dir,
+            loop: dict,
+            resume_from=None,
+            max_keep_ckpts=-1,
+            recorder=None,
+            save_best=None):
     return Runner(
         model=_NoisyModel(),
         work_dir=str(work_dir),
         experiment_name=f'contracts_{uuid.uuid4().hex[:8]}',
         train_dataloader=dict(
-            dataset=_NoisyData(), batch_size=2, num_workers=0,
+            dataset=_NoisyData(),
+            batch_size=2,
+            num_workers=0,
             sampler=dict(type='DefaultSampler', shuffle=True),
             collate_fn=dict(type='default_collate')),
         val_dataloader=dict(
-            dataset=_NoisyData(), batch_size=5, num_workers=0,
+            dataset=_NoisyData(),
+            batch_size=5,
+            num_workers=0,
             sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='default_collate')),
         val_evaluator=_evaluator(),
@@ -83,13 +90,18 @@ def _runner(work_dir, loop: dict, resume_from=None, max_keep_ckpts=-1,
         train_cfg=loop,
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
         default_hooks=dict(
-            checkpoint=dict(type=AtomicCheckpointHook, interval=1,
-                            by_epoch=False, max_keep_ckpts=max_keep_ckpts,
-                            save_best=save_best, rule='greater'),
+            checkpoint=dict(
+                type=AtomicCheckpointHook,
+                interval=1,
+                by_epoch=False,
+                max_keep_ckpts=max_keep_ckpts,
+                save_best=save_best,
+                rule='greater'),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[recorder] if recorder else None,
         randomness=dict(seed=0),
-        load_from=resume_from, resume=resume_from is not None,
+        load_from=resume_from,
+        resume=resume_from is not None,
         default_scope='mmdet')  # the tests' scope, left as it is
 
 
@@ -119,17 +131,18 @@ def _assert_same_weights(a, b):
     assert all(torch.equal(wa[k], wb[k]) for k in wa), (a, b)
 
 
-ITER_LOOP = dict(type=ResumableIterBasedTrainLoop, max_iters=7,
-                 val_interval=2)
-EPOCH_LOOP = dict(type=ResumableEpochBasedTrainLoop, max_epochs=2,
-                  val_interval=1)
+ITER_LOOP = dict(type=ResumableIterBasedTrainLoop, max_iters=7, val_interval=2)
+EPOCH_LOOP = dict(
+    type=ResumableEpochBasedTrainLoop, max_epochs=2, val_interval=1)
 
 
-@pytest.mark.parametrize('loop,ckpt', [
-    (ITER_LOOP, 'iter_4.pth'),  # validation ran after it; crosses a pass
-    (EPOCH_LOOP, 'iter_7.pth'),  # mid-epoch 2
-    (EPOCH_LOOP, 'iter_5.pth'),  # last batch of epoch 1
-])
+@pytest.mark.parametrize(
+    'loop,ckpt',
+    [
+        (ITER_LOOP, 'iter_4.pth'),  # validation ran after it; crosses a pass
+        (EPOCH_LOOP, 'iter_7.pth'),  # mid-epoch 2
+        (EPOCH_LOOP, 'iter_5.pth'),  # last batch of epoch 1
+    ])
 def test_resumed_toy_run_is_bit_identical(tmp_path, loop, ckpt):
     """mmengine's run / run_epoch, extended by mmgc's loops, resume a toy
     run (data "augmentation" and model noise drawn from the global
@@ -137,12 +150,16 @@ def test_resumed_toy_run_is_bit_identical(tmp_path, loop, ckpt):
     reference = _RecordOrder()
     _runner(tmp_path / 'ref', loop, recorder=reference).train()
     resumed = _RecordOrder()
-    _runner(tmp_path / 'resumed', loop,
-            resume_from=str(tmp_path / 'ref' / ckpt),
-            recorder=resumed).train()
+    _runner(
+        tmp_path / 'resumed',
+        loop,
+        resume_from=str(tmp_path / 'ref' / ckpt),
+        recorder=resumed).train()
     last = max(reference.seen)
-    assert resumed.seen == {i: reference.seen[i]
-                            for i in range(int(ckpt[5:-4]) + 1, last + 1)}
+    assert resumed.seen == {
+        i: reference.seen[i]
+        for i in range(int(ckpt[5:-4]) + 1, last + 1)
+    }
     _assert_same_weights(tmp_path / 'ref' / f'iter_{last}.pth',
                          tmp_path / 'resumed' / f'iter_{last}.pth')
 
@@ -153,8 +170,10 @@ def _resumed_iterator(skip: int) -> ResumableDataIterator:
 
     from mmgc.engine import SkippableBatchSampler
     data = _NoisyData()
-    loader = DataLoader(data, batch_sampler=SkippableBatchSampler(
-        DefaultSampler(data, shuffle=False), batch_size=2))
+    loader = DataLoader(
+        data,
+        batch_sampler=SkippableBatchSampler(
+            DefaultSampler(data, shuffle=False), batch_size=2))
     iterator = ResumableDataIterator(loader)
     iterator.resume(skip, None, dict(epoch=0, batches=skip))
     return iterator
@@ -168,8 +187,10 @@ def test_a_changed_resume_skip_in_mmengine_fails_loudly(draws):
     iterator = _resumed_iterator(skip=3)
     for _ in range(draws):
         next(iterator)
-    with pytest.raises(RuntimeError, match=r"mmengine's IterBasedTrainLoop"
-                       r'\.run\(\) no longer skips the 3 trained'):
+    with pytest.raises(
+            RuntimeError,
+            match=r"mmengine's IterBasedTrainLoop"
+            r'\.run\(\) no longer skips the 3 trained'):
         iterator.check_resumed()
     ok = _resumed_iterator(skip=3)
     assert [next(ok) for _ in range(3)] == [None] * 3
@@ -205,14 +226,18 @@ def test_checkpoint_hook_commits_then_deletes(tmp_path, file_events):
     both writes are atomic renames and mmengine's own in-place pointer
     write never touches the work directory."""
     events = file_events
-    _runner(tmp_path, dict(type=ResumableIterBasedTrainLoop, max_iters=3,
-                           val_interval=10),
-            max_keep_ckpts=1).train()
+    _runner(
+        tmp_path,
+        dict(type=ResumableIterBasedTrainLoop, max_iters=3, val_interval=10),
+        max_keep_ckpts=1).train()
     assert events == [
-        ('replace', 'iter_1.pth'), ('replace', 'last_checkpoint'),
-        ('replace', 'iter_2.pth'), ('replace', 'last_checkpoint'),
+        ('replace', 'iter_1.pth'),
+        ('replace', 'last_checkpoint'),
+        ('replace', 'iter_2.pth'),
+        ('replace', 'last_checkpoint'),
         ('remove', 'iter_1.pth'),
-        ('replace', 'iter_3.pth'), ('replace', 'last_checkpoint'),
+        ('replace', 'iter_3.pth'),
+        ('replace', 'last_checkpoint'),
         ('remove', 'iter_2.pth'),
     ], ("mmengine's CheckpointHook no longer saves the way "
         'AtomicCheckpointHook (mmgc/engine/atomic_checkpoint_hook.py) '
@@ -224,19 +249,26 @@ def test_checkpoint_hook_commits_then_deletes(tmp_path, file_events):
 
 
 def test_checkpoint_hook_refuses_nonfinite_weights(tmp_path):
+
     class _Poison(Hook):
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None):
             if runner.iter == 1:  # iteration 2
                 runner.model.fc.bias.data.fill_(float('nan'))
 
-    runner = _runner(tmp_path, dict(type=ResumableIterBasedTrainLoop,
-                                    max_iters=3, val_interval=10),
-                     max_keep_ckpts=1, recorder=_Poison())
-    with pytest.raises(FloatingPointError,
-                       match=r"iteration 2: 'fc.bias' holds NaN or inf "
-                       r'values; the last checkpoint \(.*iter_1.pth\)'):
+    runner = _runner(
+        tmp_path,
+        dict(type=ResumableIterBasedTrainLoop, max_iters=3, val_interval=10),
+        max_keep_ckpts=1,
+        recorder=_Poison())
+    with pytest.raises(
+            FloatingPointError,
+            match=r"iteration 2: 'fc.bias' holds NaN or inf "
+            r'values; the last checkpoint \(.*iter_1.pth\)'):
         runner.train()
     with open(tmp_path / 'last_checkpoint') as f:
         assert f.read() == str(tmp_path / 'iter_1.pth')
@@ -249,17 +281,21 @@ def test_best_checkpoint_is_replaced_after_the_new_one_is_saved(
     """save_best: the previous best checkpoint is deleted only once the new
     best one (and the checkpoint mmengine saves again to record it) are in
     place."""
-    _runner(tmp_path, dict(type=ResumableIterBasedTrainLoop, max_iters=4,
-                           val_interval=2),
-            max_keep_ckpts=1, save_best='score').train()
+    _runner(
+        tmp_path,
+        dict(type=ResumableIterBasedTrainLoop, max_iters=4, val_interval=2),
+        max_keep_ckpts=1,
+        save_best='score').train()
     at_4 = file_events[file_events.index(('replace', 'iter_4.pth')):]
     assert at_4 == [
-        ('replace', 'iter_4.pth'), ('replace', 'last_checkpoint'),
+        ('replace', 'iter_4.pth'),
+        ('replace', 'last_checkpoint'),
         ('remove', 'iter_3.pth'),
         ('replace', 'best_score_iter_4.pth'),  # validation after iter 4
-        ('replace', 'iter_4.pth'), ('replace', 'last_checkpoint'),
+        ('replace', 'iter_4.pth'),
+        ('replace', 'last_checkpoint'),
         ('remove', 'best_score_iter_2.pth'),
     ], f'unexpected save sequence: {file_events}'
-    assert sorted(p for p in os.listdir(tmp_path)
-                  if p.endswith('.pth')) == ['best_score_iter_4.pth',
-                                             'iter_4.pth']
+    assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == [
+        'best_score_iter_4.pth', 'iter_4.pth'
+    ]

@@ -1,19 +1,18 @@
 """GCBlock: numerics, mmcv compatibility, placement and initialisation."""
 import itertools
 import os.path as osp
-
 import pytest
 import torch
-from mmcv.cnn.bricks import ContextBlock
-from mmengine.config import Config
-from mmdet.registry import MODELS
-
 from conftest import randomize_
+from mmcv.cnn.bricks import ContextBlock
+from mmdet.registry import MODELS
+from mmengine.config import Config
+
 from mmgc.models import GCBlock
 
 POOLINGS = ('att', 'avg')
-FUSIONS = (('channel_add', ), ('channel_mul', ),
-           ('channel_add', 'channel_mul'))
+FUSIONS = (('channel_add', ), ('channel_mul', ), ('channel_add',
+                                                  'channel_mul'))
 
 
 def paper_gc(block: GCBlock, x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +37,7 @@ def paper_gc(block: GCBlock, x: torch.Tensor) -> torch.Tensor:
         conv1, ln, _, conv2 = seq
         hdn = context @ conv1.weight.reshape(block.planes, ch).T + conv1.bias
         mu = hdn.mean(1, keepdim=True)
-        var = ((hdn - mu) ** 2).mean(1, keepdim=True)
+        var = ((hdn - mu)**2).mean(1, keepdim=True)
         hdn = (hdn - mu) / torch.sqrt(var + ln.eps)
         hdn = hdn * ln.weight.reshape(1, -1) + ln.bias.reshape(1, -1)
         hdn = hdn.clamp(min=0)
@@ -47,7 +46,7 @@ def paper_gc(block: GCBlock, x: torch.Tensor) -> torch.Tensor:
     out = x
     if block.channel_mul_conv is not None:
         out = out * torch.sigmoid(transform(block.channel_mul_conv))[..., None,
-                                                                      None]
+                                                                     None]
     if block.channel_add_conv is not None:
         out = out + transform(block.channel_add_conv)[..., None, None]
     return out
@@ -57,22 +56,21 @@ def paper_gc(block: GCBlock, x: torch.Tensor) -> torch.Tensor:
                          list(itertools.product(POOLINGS, FUSIONS)))
 def test_matches_paper_formula(pooling, fusion):
     torch.manual_seed(0)
-    block = GCBlock(32, ratio=1 / 4, pooling_type=pooling,
-                    fusion_types=fusion).eval()
+    block = GCBlock(
+        32, ratio=1 / 4, pooling_type=pooling, fusion_types=fusion).eval()
     randomize_(block, std=0.5)
     x = torch.randn(2, 32, 9, 13)
-    torch.testing.assert_close(block(x), paper_gc(block, x), rtol=1e-5,
-                               atol=1e-5)
+    torch.testing.assert_close(
+        block(x), paper_gc(block, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('pooling,fusion',
                          list(itertools.product(POOLINGS, FUSIONS)))
 def test_matches_mmcv_context_block(pooling, fusion):
     """Same keys both ways (strict) and the same outputs and gradients."""
-    ours = GCBlock(64, ratio=1 / 16, pooling_type=pooling,
-                   fusion_types=fusion)
-    ref = ContextBlock(64, ratio=1 / 16, pooling_type=pooling,
-                       fusion_types=fusion)
+    ours = GCBlock(64, ratio=1 / 16, pooling_type=pooling, fusion_types=fusion)
+    ref = ContextBlock(
+        64, ratio=1 / 16, pooling_type=pooling, fusion_types=fusion)
     randomize_(ref, seed=3, std=0.5)
     assert set(ours.state_dict()) == set(ref.state_dict())
     ours.load_state_dict(ref.state_dict(), strict=True)
@@ -85,8 +83,8 @@ def test_matches_mmcv_context_block(pooling, fusion):
     out_ref.backward(grad)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
     for (name, p), p_ref in zip(ours.named_parameters(), ref.parameters()):
-        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-5,
-                                   msg=name)
+        torch.testing.assert_close(
+            p.grad, p_ref.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_simplified_nl_and_se_transforms():
@@ -107,11 +105,14 @@ def test_simplified_nl_and_se_transforms():
                     conv.bias)[..., None, None]
     torch.testing.assert_close(snl(x), expected, rtol=1e-5, atol=1e-5)
 
-    se_like = GCBlock(16, ratio=1 / 4, pooling_type='avg',
-                      fusion_types=('channel_mul', ), transform='bottleneck')
-    assert [type(m).__name__ for m in se_like.channel_mul_conv] == [
-        'Conv2d', 'ReLU', 'Conv2d'
-    ]
+    se_like = GCBlock(
+        16,
+        ratio=1 / 4,
+        pooling_type='avg',
+        fusion_types=('channel_mul', ),
+        transform='bottleneck')
+    assert [type(m).__name__
+            for m in se_like.channel_mul_conv] == ['Conv2d', 'ReLU', 'Conv2d']
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -127,19 +128,24 @@ def test_simplified_nl_and_se_transforms():
 def test_bad_arguments_are_named(kwargs, match):
     args = dict(in_channels=32, ratio=1 / 4)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match.replace('(', r'\(').replace(
-            ')', r'\)')):
+    with pytest.raises(
+            ValueError, match=match.replace('(', r'\(').replace(')', r'\)')):
         GCBlock(**args)
 
 
 def test_registered_as_resnet_plugin():
     backbone = MODELS.build(
-        dict(type='ResNet', depth=50, base_channels=16, plugins=[
-            dict(cfg=dict(type='GCBlock', ratio=1 / 4),
-                 stages=(False, True, True, True), position='after_conv3')
-        ]))
-    names = [n for n, m in backbone.named_modules()
-             if isinstance(m, GCBlock)]
+        dict(
+            type='ResNet',
+            depth=50,
+            base_channels=16,
+            plugins=[
+                dict(
+                    cfg=dict(type='GCBlock', ratio=1 / 4),
+                    stages=(False, True, True, True),
+                    position='after_conv3')
+            ]))
+    names = [n for n, m in backbone.named_modules() if isinstance(m, GCBlock)]
     assert len(names) == 4 + 6 + 3  # every bottleneck of c3, c4, c5
     assert names[0] == 'layer2.0.context_block'
     assert backbone.layer2[0].context_block.in_channels == 16 * 2 * 4

@@ -8,12 +8,10 @@ interpreters (fast), and once for real from a fresh shell.
 """
 import os
 import os.path as osp
+import pytest
 import shutil
 import stat
 import subprocess
-
-import pytest
-
 from conftest import DEMO_CONFIG, ROOT
 
 SCRIPTS = {  # script: arguments
@@ -50,18 +48,23 @@ def run_script(repo, name: str, **env_vars: str) -> list:
     """Run a copied script in a fresh environment; the calls it made."""
     calls = repo.parent / 'calls.txt'
     calls.unlink(missing_ok=True)
-    env = {'PATH': f'{repo.parent / "bin"}:/usr/bin:/bin',
-           'CALLS': str(calls), **env_vars}
-    result = subprocess.run(['bash', str(repo / 'tools' / name),
-                             *SCRIPTS[name]], env=env, capture_output=True,
-                            text=True, timeout=60)
+    env = {
+        'PATH': f'{repo.parent / "bin"}:/usr/bin:/bin',
+        'CALLS': str(calls),
+        **env_vars
+    }
+    result = subprocess.run(
+        ['bash', str(repo / 'tools' / name), *SCRIPTS[name]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60)
     assert result.returncode == 0, result.stderr
     return calls.read_text().splitlines()
 
 
 @pytest.mark.parametrize('name', ['dist_train.sh', 'dist_test.sh'])
-def test_dist_scripts_use_the_project_venv_from_a_fresh_shell(
-        fake_repo, name):
+def test_dist_scripts_use_the_project_venv_from_a_fresh_shell(fake_repo, name):
     calls = run_script(fake_repo, name)
     assert len(calls) == 1
     assert calls[0].startswith('venv-python -m torch.distributed.run ')
@@ -82,11 +85,15 @@ def interpreter(calls: list, repo) -> str:
     hand it to srun (the word before ``-u``)."""
     words = calls[0].split()
     if words[0] != 'srun':
-        return {'venv-python': 'venv', 'path-python': 'path'}.get(
-            words[0], words[0])
+        return {
+            'venv-python': 'venv',
+            'path-python': 'path'
+        }.get(words[0], words[0])
     program = words[words.index('-u') - 1]
-    return {str(repo / '.venv' / 'bin' / 'python'): 'venv',
-            'python': 'path'}.get(program, program)
+    return {
+        str(repo / '.venv' / 'bin' / 'python'): 'venv',
+        'python': 'path'
+    }.get(program, program)
 
 
 @pytest.mark.parametrize('name', list(SCRIPTS))
@@ -95,17 +102,17 @@ def test_an_active_virtualenv_or_PYTHON_wins_over_the_project_venv(
     assert interpreter(run_script(fake_repo, name), fake_repo) == 'venv'
     calls = run_script(fake_repo, name, VIRTUAL_ENV='/some/env')
     assert interpreter(calls, fake_repo) == 'path'
-    calls = run_script(fake_repo, name, CONDA_PREFIX='/conda/envs/x',
-                       CONDA_DEFAULT_ENV='x')
+    calls = run_script(
+        fake_repo, name, CONDA_PREFIX='/conda/envs/x', CONDA_DEFAULT_ENV='x')
     assert interpreter(calls, fake_repo) == 'path'
     # conda's auto-activated base is not a choice: the project's venv
-    calls = run_script(fake_repo, name, CONDA_PREFIX='/conda',
-                       CONDA_DEFAULT_ENV='base')
+    calls = run_script(
+        fake_repo, name, CONDA_PREFIX='/conda', CONDA_DEFAULT_ENV='base')
     assert interpreter(calls, fake_repo) == 'venv'
     own = fake_repo.parent / 'own' / 'python3'
     write_exe(own, 'own-python')
-    calls = run_script(fake_repo, name, PYTHON=str(own),
-                       VIRTUAL_ENV='/some/env')
+    calls = run_script(
+        fake_repo, name, PYTHON=str(own), VIRTUAL_ENV='/some/env')
     assert interpreter(calls, fake_repo) in ('own-python', str(own))
 
 
@@ -115,16 +122,24 @@ def test_without_a_venv_the_scripts_use_python_on_path(fake_repo):
     assert calls[0].startswith('path-python -m torch.distributed.run ')
 
 
-@pytest.mark.skipif(not osp.isfile(osp.join(ROOT, '.venv', 'bin', 'python')),
-                    reason='the repository has no .venv (make setup)')
+@pytest.mark.skipif(
+    not osp.isfile(osp.join(ROOT, '.venv', 'bin', 'python')),
+    reason='the repository has no .venv (make setup)')
 def test_dist_train_runs_from_a_fresh_shell_without_the_venv_on_path():
     """As the README prints it, from a shell where ``python`` is not the
     venv's (or does not exist): torchrun starts and train.py imports."""
-    env = {'PATH': '/usr/bin:/bin', 'HOME': os.environ.get('HOME', '/tmp'),
-           'OMP_NUM_THREADS': '1'}
+    env = {
+        'PATH': '/usr/bin:/bin',
+        'HOME': os.environ.get('HOME', '/tmp'),
+        'OMP_NUM_THREADS': '1'
+    }
     result = subprocess.run(
-        ['tools/dist_train.sh', DEMO_CONFIG, '1', '--help'], cwd=ROOT,
-        env=env, capture_output=True, text=True, timeout=300)
+        ['tools/dist_train.sh', DEMO_CONFIG, '1', '--help'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert 'usage: train.py' in result.stdout
     assert '--resume' in result.stdout

@@ -1,15 +1,14 @@
 """NLBlock: mmcv NonLocal2d compatibility (keys, outputs, gradients) for
 every mode, no HW x HW matrix, and initialisation inside a ResNet."""
 import itertools
-
 import pytest
 import torch
-from mmcv.cnn.bricks import NonLocal2d
+from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
+from mmcv.cnn.bricks import NonLocal2d
 from mmdet.models.backbones import ResNet
 from torch.profiler import ProfilerActivity, profile
 
-from conftest import randomize_
 from mmgc.models.nl_block import NLBlock
 
 MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
@@ -36,15 +35,15 @@ def dense_concatenation(block: NLBlock, x: torch.Tensor) -> torch.Tensor:
     a = torch.einsum('c,bcn->bn', w[:ci], theta)
     b = torch.einsum('c,bcm->bm', w[ci:], phi)
     pairwise = torch.relu(a[:, :, None] + b[:, None, :]) / phi.shape[-1]
-    y = torch.einsum('bnm,bcm->bcn', pairwise, g).reshape(
-        x.shape[0], ci, *x.shape[2:])
+    y = torch.einsum('bnm,bcm->bcn', pairwise,
+                     g).reshape(x.shape[0], ci, *x.shape[2:])
     return x + block.conv_out(y)
 
 
-@pytest.mark.parametrize('mode,sub_sample,use_scale',
-                         [(m, s, u) for m in MODES for s in (False, True)
-                          for u in (True, False)
-                          if u or m == 'embedded_gaussian'])
+@pytest.mark.parametrize(
+    'mode,sub_sample,use_scale',
+    [(m, s, u) for m in MODES for s in (False, True)
+     for u in (True, False) if u or m == 'embedded_gaussian'])
 def test_matches_mmcv_nonlocal2d(mode, sub_sample, use_scale):
     """Same state-dict keys, outputs and gradients as mmcv's NonLocal2d
     (odd sizes: sub-sampling floors like mmcv's max-pool)."""
@@ -65,20 +64,19 @@ def test_matches_mmcv_nonlocal2d(mode, sub_sample, use_scale):
     out_ref, out_ours = ref_forward(x_ref), ours(x_ours)
     torch.testing.assert_close(out_ours, out_ref, atol=1e-5, rtol=1e-5)
     grad = torch.randn_like(out_ref)
-    ref_grads = torch.autograd.grad(out_ref, [x_ref, *ref.parameters()],
-                                    grad)
+    ref_grads = torch.autograd.grad(out_ref, [x_ref, *ref.parameters()], grad)
     our_grads = torch.autograd.grad(out_ours, [x_ours, *ours.parameters()],
                                     grad)
     names = ['x'] + [n for n, _ in ours.named_parameters()]
     for name, got, want in zip(names, our_grads, ref_grads):
         # atol 1e-4: gradients reach ~50 (and phi's bias gradient is 0 up
         # to rounding: the softmax ignores per-query shifts)
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4,
-                                   msg=name)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4, msg=name)
 
 
-@pytest.mark.parametrize('norm_cfg', [dict(type='BN'), dict(type='GN',
-                                                            num_groups=4)])
+@pytest.mark.parametrize(
+    'norm_cfg',
+    [dict(type='BN'), dict(type='GN', num_groups=4)])
 def test_norm_keys_and_outputs_match_mmcv(norm_cfg):
     ref, ours = pair('embedded_gaussian', True, norm_cfg=norm_cfg)
     assert list(ours.state_dict()) == list(ref.state_dict())
@@ -88,8 +86,10 @@ def test_norm_keys_and_outputs_match_mmcv(norm_cfg):
 
 def test_sub_sample_keys_gain_index():
     keys = set(NLBlock(8, sub_sample=True).state_dict())
-    assert {'g.0.conv.weight', 'phi.0.conv.weight', 'theta.conv.weight',
-            'conv_out.conv.weight'} <= keys
+    assert {
+        'g.0.conv.weight', 'phi.0.conv.weight', 'theta.conv.weight',
+        'conv_out.conv.weight'
+    } <= keys
     keys = set(NLBlock(8, mode='concatenation').state_dict())
     assert 'concat_project.conv.weight' in keys
 
@@ -102,8 +102,8 @@ def test_never_allocates_the_pairwise_matrix(mode):
     randomize_(block, std=0.3, norm_stats=True)
     x = torch.randn(1, 32, 50, 50, requires_grad=True)
     pairwise_bytes = (50 * 50)**2 * 4
-    with profile(activities=[ProfilerActivity.CPU],
-                 profile_memory=True) as prof:
+    with profile(
+            activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         block(x).sum().backward()
     largest = max(e.cpu_memory_usage for e in prof.events())
     assert largest < pairwise_bytes / 8, largest

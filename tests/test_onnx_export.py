@@ -1,25 +1,24 @@
 """ONNX export of every block and of a detector's backbone + neck, checked
 against PyTorch with onnxruntime (mmgc/utils/onnx_export.py,
 tools/deployment/export_onnx.py)."""
-import re
-import subprocess
-import sys
-
 import numpy as np
 import onnx
 import pytest
+import re
+import subprocess
+import sys
 import torch
+from conftest import DEMO_CONFIG, randomize_, tool_env
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
-from conftest import DEMO_CONFIG, randomize_, tool_env
-from mmdet.registry import MODELS
 from mmgc.models import GCBlock, catalogue
 from mmgc.models.nl_block import _bisect_right
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     check_opset, compare_outputs,
-                                    export_and_compare, max_opset,
-                                    model_opset, run_onnxruntime)
+                                    export_and_compare, max_opset, model_opset,
+                                    run_onnxruntime)
 
 # odd sizes: SASA pads to its query blocks, NL's sub-sampling floors
 INPUT_SHAPE = (1, 32, 13, 17)
@@ -62,8 +61,14 @@ def test_dynamic_shape_block(tmp_path):
     """A GC block exported with symbolic H and W runs at other sizes."""
     block = randomized(GCBlock(32, 1 / 4))
     path = str(tmp_path / 'gc_dynamic.onnx')
-    diffs = export_and_compare(block, torch.randn(*INPUT_SHAPE), path, 18,
-                               ATOL, RTOL, dynamic_shape=True)
+    diffs = export_and_compare(
+        block,
+        torch.randn(*INPUT_SHAPE),
+        path,
+        18,
+        ATOL,
+        RTOL,
+        dynamic_shape=True)
     assert diffs[0].ok
     dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims[:2]] == [1, 32]
@@ -82,22 +87,29 @@ def test_bisect_right_equals_searchsorted():
     ``torch.searchsorted(right=True)``, ties and both ends included."""
     generator = torch.Generator().manual_seed(0)
     for length in (1, 2, 3, 7, 8, 9, 64, 100):
-        rows = torch.randint(-4, 5, (3, length),
-                             generator=generator).float().sort(1).values
-        values = torch.cat([
-            torch.randint(-6, 7, (3, 40), generator=generator).float(),
-            rows,  # exact ties
-            torch.full((3, 1), -1e9), torch.full((3, 1), 1e9)], dim=1)
-        assert torch.equal(_bisect_right(rows, values),
-                           torch.searchsorted(rows, values, right=True))
+        rows = torch.randint(
+            -4, 5, (3, length), generator=generator).float().sort(1).values
+        values = torch.cat(
+            [
+                torch.randint(-6, 7, (3, 40), generator=generator).float(),
+                rows,  # exact ties
+                torch.full((3, 1), -1e9),
+                torch.full((3, 1), 1e9)
+            ],
+            dim=1)
+        assert torch.equal(
+            _bisect_right(rows, values),
+            torch.searchsorted(rows, values, right=True))
 
 
 def test_opset_limits():
     assert check_opset(MIN_OPSET) == MIN_OPSET
     assert max_opset() >= 18
     for bad in (MIN_OPSET - 1, max_opset() + 1):
-        with pytest.raises(ValueError, match=rf'--opset {bad} .*use an '
-                           rf'opset from {MIN_OPSET} to {max_opset()}'):
+        with pytest.raises(
+                ValueError,
+                match=rf'--opset {bad} .*use an '
+                rf'opset from {MIN_OPSET} to {max_opset()}'):
             check_opset(bad)
 
 
@@ -133,35 +145,50 @@ def test_export_tool(repo_root, tmp_path):
     checkpoint = str(tmp_path / 'random.pth')
     _random_demo_checkpoint(checkpoint)
     out = tmp_path / 'demo.onnx'
-    tool = [sys.executable, 'tools/deployment/export_onnx.py', DEMO_CONFIG,
-            checkpoint]
+    tool = [
+        sys.executable, 'tools/deployment/export_onnx.py', DEMO_CONFIG,
+        checkpoint
+    ]
     result = subprocess.run(
-        tool + ['--shape', '128', '128', '--opset', '17', '--out', str(out)],
+        tool + ['--shape', '128', '128', '--opset', '17', '--out',
+                str(out)],
         cwd=repo_root,
-        env=tool_env(), capture_output=True, text=True, timeout=300)
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     model = onnx.load(str(out))
     assert model_opset(model) == 17  # converted from the exporter's 18
-    outputs = {o.name: [d.dim_value for d in
-                        o.type.tensor_type.shape.dim]
-               for o in model.graph.output}
+    outputs = {
+        o.name: [d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in model.graph.output
+    }
     # FPN levels p2..p6 of the 64-channel demo neck at 128x128
-    assert outputs == {f'p{k}': [1, 64, 128 >> k, 128 >> k]
-                       for k in range(2, 7)}
+    assert outputs == {
+        f'p{k}': [1, 64, 128 >> k, 128 >> k]
+        for k in range(2, 7)
+    }
     rows = re.findall(r'^(p\d)\s+1x64x\d+x\d+\s+(\S+)\s+(\S+)\s+(\S+)\s+yes$',
                       result.stdout, re.M)
     assert [r[0] for r in rows] == ['p2', 'p3', 'p4', 'p5', 'p6']
     for _, scale, diff, tolerance in rows:
         assert float(diff) <= float(tolerance)
-        assert float(tolerance) == pytest.approx(ATOL + RTOL * float(scale),
-                                                 rel=1e-2)
-    max_diff = float(re.search(r'max abs diff: (\S+) over 5 outputs, all '
-                               r'within tolerance', result.stdout).group(1))
+        assert float(tolerance) == pytest.approx(
+            ATOL + RTOL * float(scale), rel=1e-2)
+    max_diff = float(
+        re.search(
+            r'max abs diff: (\S+) over 5 outputs, all '
+            r'within tolerance', result.stdout).group(1))
     assert 0 < max_diff < 1e-4
 
-    bad = subprocess.run(tool + ['--opset', '16'], cwd=repo_root,
-                         env=tool_env(), capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        tool + ['--opset', '16'],
+        cwd=repo_root,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=120)
     assert bad.returncode == 2
     assert (f'--opset 16 is not supported: use an opset from 17 to '
             f'{max_opset()}') in bad.stderr

@@ -6,33 +6,31 @@ Unit tests of each piece, then real ``tools/train.py`` processes on the
 are killed, resumed, fed a NaN loss, or run on 2 gloo ranks.
 """
 import json
+import numpy as np
 import os
 import os.path as osp
+import pytest
 import random
 import signal
 import subprocess
 import sys
 import time
-
-import numpy as np
-import pytest
 import torch
+from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
-from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
 from mmgc.engine import (AtomicLocalBackend, RankConsistencyHook,
                          SkipNonFiniteOptimWrapper, SkippableBatchSampler,
                          atomic_write, capture_rng_state, combined_digest,
                          enable_reliability, first_difference,
                          first_nonfinite_key, nonfinite_terms,
-                         preserved_rng_state, restore_rng_state,
-                         state_digests)
+                         preserved_rng_state, restore_rng_state, state_digests)
 
 MAX_ITERS = 8  # crosses the loader epoch boundary after iteration 6
 
-
 # ---------------------------------------------------------------- units
+
 
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / 'ckpt.pth'
@@ -117,10 +115,12 @@ def test_skippable_batch_sampler_reproduces_aspect_ratio_batches():
 
 
 def test_nonfinite_terms_names_only_bad_entries():
-    outputs = dict(loss=torch.tensor(float('nan')),
-                   loss_cls=torch.tensor(float('nan')),
-                   loss_bbox=torch.tensor(0.5), acc=torch.tensor(90.),
-                   loss_mask=float('inf'))
+    outputs = dict(
+        loss=torch.tensor(float('nan')),
+        loss_cls=torch.tensor(float('nan')),
+        loss_bbox=torch.tensor(0.5),
+        acc=torch.tensor(90.),
+        loss_mask=float('inf'))
     bad = nonfinite_terms(outputs)
     assert list(bad) == ['loss', 'loss_cls', 'loss_mask']
     assert np.isnan(bad['loss_cls']) and bad['loss_mask'] == float('inf')
@@ -159,14 +159,14 @@ def test_first_difference_names_key_and_ranks():
 def _rank_check_worker(rank, port, result_dir):
     import torch.distributed as dist
     from mmengine.logging import MessageHub, MMLogger
-    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
-                            rank=rank, world_size=2)
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4),
-                                torch.nn.BatchNorm1d(4))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
 
     class Runner:
         pass
+
     runner = Runner()
     runner.model = model
     runner.logger = MMLogger.get_instance(f'rank_check_{rank}')
@@ -191,11 +191,11 @@ def test_rank_consistency_hook_detects_a_perturbed_rank(tmp_path):
     """Two gloo processes; rank 1 changes a BN buffer entry by 1e-6 (the
     hook gives it rank 0's buffers), then a parameter entry (it raises)."""
     port = 29600 + os.getpid() % 1000
-    torch.multiprocessing.spawn(_rank_check_worker,
-                                args=(port, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(
+        _rank_check_worker, args=(port, str(tmp_path)), nprocs=2)
     for rank in (0, 1):
-        synced, perturbed = (tmp_path / f'rank{rank}.txt').read_text(
-            ).splitlines()
+        synced, perturbed = (tmp_path /
+                             f'rank{rank}.txt').read_text().splitlines()
         assert synced == 'no error, running_mean[2]=0.0'
         assert perturbed == (
             "weights differ across ranks after training: '0.bias' on "
@@ -215,8 +215,8 @@ def test_enable_reliability_switches_stock_types_only():
     assert cfg.train_cfg.type == 'ResumableIterBasedTrainLoop'
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.optim_wrapper.type == 'SkipNonFiniteOptimWrapper'
-    assert [h['type'] for h in cfg.custom_hooks] == [
-        'NonFiniteLossHook', 'RankConsistencyHook']
+    assert [h['type'] for h in cfg.custom_hooks
+            ] == ['NonFiniteLossHook', 'RankConsistencyHook']
     assert cfg.custom_hooks[0]['action'] == 'raise'
     before = _demo_cfg(enable=False)
     assert enable_reliability(before).pretty_text == \
@@ -232,8 +232,9 @@ def test_enable_reliability_switches_stock_types_only():
         'ResumableEpochBasedTrainLoop'
     with pytest.raises(ValueError, match="nonfinite_loss must be one of"):
         enable_reliability(_demo_cfg(nonfinite_loss='ignore'))
-    with pytest.raises(KeyError, match=r"unknown reliability option\(s\) "
-                       r"\['atomic'\]"):
+    with pytest.raises(
+            KeyError, match=r"unknown reliability option\(s\) "
+            r"\['atomic'\]"):
         enable_reliability(_demo_cfg(atomic=True))
     amp = _demo_cfg(nonfinite_loss='skip')
     amp.optim_wrapper.type = 'AmpOptimWrapper'
@@ -243,10 +244,11 @@ def test_enable_reliability_switches_stock_types_only():
 
 # ------------------------------------------------------ real processes
 
+
 def _child_env(**extra) -> dict:
     env = tool_env()
-    env['PYTHONPATH'] = osp.join(ROOT, 'tests') + os.pathsep + env[
-        'PYTHONPATH']
+    env['PYTHONPATH'] = osp.join(ROOT,
+                                 'tests') + os.pathsep + env['PYTHONPATH']
     env.update(extra)
     return env
 
@@ -265,24 +267,30 @@ def _faults_config(tmp_path, name: str, hooks: list, body: str = '') -> str:
 
 def _train_cmd(config, work_dir, data_root, max_iters=MAX_ITERS, extra=()):
     """``max_iters=None``: the config's own schedule (epoch loops)."""
-    schedule = ([] if max_iters is None else
-                [f'train_cfg.max_iters={max_iters}'])
-    return [sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-            '--cfg-options', *data_cfg_options(data_root),
-            'train_dataloader.batch_size=2',
-            'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False',
-            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None',
-            'default_hooks.logger.interval=1',
-            'default_hooks.checkpoint.interval=1',
-            'default_hooks.checkpoint.max_keep_ckpts=-1',
-            'param_scheduler.0.end=2', *schedule,
-            'randomness.seed=0', 'randomness.deterministic=True', *extra]
+    schedule = ([]
+                if max_iters is None else [f'train_cfg.max_iters={max_iters}'])
+    return [
+        sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+        '--cfg-options', *data_cfg_options(data_root),
+        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_cfg=None',
+        'val_dataloader=None', 'val_evaluator=None',
+        'default_hooks.logger.interval=1',
+        'default_hooks.checkpoint.interval=1',
+        'default_hooks.checkpoint.max_keep_ckpts=-1',
+        'param_scheduler.0.end=2', *schedule, 'randomness.seed=0',
+        'randomness.deterministic=True', *extra
+    ]
 
 
 def _run(cmd, env=None, expect_ok=True):
-    result = subprocess.run(cmd, cwd=ROOT, env=env or _child_env(),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env=env or _child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600)
     out = result.stdout + result.stderr
     if expect_ok:
         assert result.returncode == 0, out[-4000:]
@@ -329,15 +337,20 @@ def test_uninterrupted_run_is_unchanged_by_the_reliability_defaults(
     same weights as mmgc's defaults (compared at iteration 4)."""
     assert 'identical on 1 rank(s)' in reference_run['log']
     work_dir = str(tmp_path / 'plain')
-    _run(_train_cmd(DEMO_CONFIG, work_dir, tiny_coco, max_iters=4,
-                    extra=['reliability.enable=False']))
-    _assert_same_weights(osp.join(work_dir, 'iter_4.pth'),
-                         osp.join(reference_run['work_dir'], 'iter_4.pth'))
+    _run(
+        _train_cmd(
+            DEMO_CONFIG,
+            work_dir,
+            tiny_coco,
+            max_iters=4,
+            extra=['reliability.enable=False']))
+    _assert_same_weights(
+        osp.join(work_dir, 'iter_4.pth'),
+        osp.join(reference_run['work_dir'], 'iter_4.pth'))
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_bit_identical(reference_run, tiny_coco,
-                                          tmp_path):
+def test_killed_run_resumes_bit_identical(reference_run, tiny_coco, tmp_path):
     """SIGKILL after iteration 3 is saved, then --resume: every weight and
     buffer equals the uninterrupted run's, and so does the data order."""
     ids = str(tmp_path / 'ids.jsonl')
@@ -345,9 +358,12 @@ def test_killed_run_resumes_bit_identical(reference_run, tiny_coco,
                             [dict(type='SampleRecorderHook', path=ids)])
     work_dir = str(tmp_path / 'work')
     cmd = _train_cmd(config, work_dir, tiny_coco)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_child_env(),
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=_child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     pointer = osp.join(work_dir, 'last_checkpoint')
     deadline = time.time() + 300
     while not (osp.isfile(pointer)
@@ -363,9 +379,9 @@ def test_killed_run_resumes_bit_identical(reference_run, tiny_coco,
     _, log = _run(cmd + ['--resume'])
     assert f'resumed epoch: 0, iter: {killed_at}' in log
     assert 'skipped by index, no data loaded' in log
-    _assert_same_weights(osp.join(work_dir, f'iter_{MAX_ITERS}.pth'),
-                         osp.join(reference_run['work_dir'],
-                                  f'iter_{MAX_ITERS}.pth'))
+    _assert_same_weights(
+        osp.join(work_dir, f'iter_{MAX_ITERS}.pth'),
+        osp.join(reference_run['work_dir'], f'iter_{MAX_ITERS}.pth'))
     seen = _records(ids)  # the resumed run overwrote iterations it redid
     assert seen == reference_run['ids']
 
@@ -379,9 +395,12 @@ def test_resume_with_a_worker_draws_exactly_the_remaining_samples(
     config = _faults_config(tmp_path, 'record',
                             [dict(type='SampleRecorderHook', path=ids)])
     ckpt = osp.join(reference_run['work_dir'], 'iter_3.pth')
-    _run(_train_cmd(config, str(tmp_path / 'work'), tiny_coco,
-                    extra=['train_dataloader.num_workers=1']) +
-         ['--resume', ckpt])
+    _run(
+        _train_cmd(
+            config,
+            str(tmp_path / 'work'),
+            tiny_coco,
+            extra=['train_dataloader.num_workers=1']) + ['--resume', ckpt])
     resumed = _records(ids)
     reference = reference_run['ids']
     assert sorted(resumed) == list(range(4, MAX_ITERS + 1))
@@ -393,17 +412,23 @@ def test_resume_with_a_worker_draws_exactly_the_remaining_samples(
 
 @pytest.mark.slow
 @pytest.mark.parametrize('killed_file', ['iter_4.pth', 'last_checkpoint:4'])
-def test_kill_during_save_keeps_previous_checkpoint(
-        reference_run, tiny_coco, tmp_path, killed_file):
+def test_kill_during_save_keeps_previous_checkpoint(reference_run, tiny_coco,
+                                                    tmp_path, killed_file):
     """SIGKILL inside the save of iteration 4 (temporary file written, not
     yet renamed), with max_keep_ckpts=1: iteration 3's checkpoint is still
     there, loadable, and last_checkpoint points to a valid file."""
     config = _faults_config(tmp_path, 'faults', [])
     work_dir = str(tmp_path / 'work')
-    cmd = _train_cmd(config, work_dir, tiny_coco, max_iters=MAX_ITERS,
-                     extra=['default_hooks.checkpoint.max_keep_ckpts=1'])
-    code, out = _run(cmd, expect_ok=False,
-                     env=_child_env(MMGC_TEST_KILL_ON_REPLACE=killed_file))
+    cmd = _train_cmd(
+        config,
+        work_dir,
+        tiny_coco,
+        max_iters=MAX_ITERS,
+        extra=['default_hooks.checkpoint.max_keep_ckpts=1'])
+    code, out = _run(
+        cmd,
+        expect_ok=False,
+        env=_child_env(MMGC_TEST_KILL_ON_REPLACE=killed_file))
     assert code == -signal.SIGKILL, out[-3000:]
     pointer = _last_pointer(work_dir)
     assert pointer == osp.join(work_dir, 'iter_3.pth')
@@ -413,9 +438,9 @@ def test_kill_during_save_keeps_previous_checkpoint(
         assert 'iter_4.pth' not in files
         assert any(f.startswith('.iter_4.pth.') for f in files)  # the temp
         _run(cmd + ['--resume'])
-        _assert_same_weights(osp.join(work_dir, f'iter_{MAX_ITERS}.pth'),
-                             osp.join(reference_run['work_dir'],
-                                      f'iter_{MAX_ITERS}.pth'))
+        _assert_same_weights(
+            osp.join(work_dir, f'iter_{MAX_ITERS}.pth'),
+            osp.join(reference_run['work_dir'], f'iter_{MAX_ITERS}.pth'))
     else:
         # iteration 4 was committed; iteration 3 is deleted only after the
         # pointer moved on, which the kill prevented
@@ -426,54 +451,64 @@ def test_kill_during_save_keeps_previous_checkpoint(
 
 @pytest.mark.slow
 def test_nan_loss_stops_before_it_is_checkpointed(tiny_coco, tmp_path):
-    config = _faults_config(tmp_path, 'nan', [
-        dict(type='NaNLossInjectionHook', iterations=[3])])
+    config = _faults_config(
+        tmp_path, 'nan', [dict(type='NaNLossInjectionHook', iterations=[3])])
     work_dir = str(tmp_path / 'work')
-    code, out = _run(_train_cmd(config, work_dir, tiny_coco, max_iters=4),
-                     expect_ok=False)
+    code, out = _run(
+        _train_cmd(config, work_dir, tiny_coco, max_iters=4), expect_ok=False)
     assert code != 0
     assert 'FloatingPointError: Non-finite loss at iteration 3: ' \
         'loss_cls=nan' in out, out[-3000:]
     assert _last_pointer(work_dir) == osp.join(work_dir, 'iter_2.pth')
     assert not osp.exists(osp.join(work_dir, 'iter_3.pth'))
     state = _state(osp.join(work_dir, 'iter_2.pth'))['state_dict']
-    assert all(torch.isfinite(v).all() for v in state.values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in state.values()
+        if v.is_floating_point())
 
 
 @pytest.mark.slow
 def test_nan_loss_skip_mode_skips_the_step_and_finishes(tiny_coco, tmp_path):
-    config = _faults_config(tmp_path, 'nan', [
-        dict(type='NaNLossInjectionHook', iterations=[3])])
+    config = _faults_config(
+        tmp_path, 'nan', [dict(type='NaNLossInjectionHook', iterations=[3])])
     work_dir = str(tmp_path / 'work')
-    _, out = _run(_train_cmd(config, work_dir, tiny_coco, max_iters=4,
-                             extra=['reliability.nonfinite_loss=skip']))
+    _, out = _run(
+        _train_cmd(
+            config,
+            work_dir,
+            tiny_coco,
+            max_iters=4,
+            extra=['reliability.nonfinite_loss=skip']))
     assert 'Skipped the optimizer step of iteration 3: non-finite loss ' \
         'loss_cls=nan (1 step(s) skipped so far)' in out
     ckpts = {i: _state(osp.join(work_dir, f'iter_{i}.pth')) for i in (2, 3, 4)}
-    assert all(torch.isfinite(v).all() for c in ckpts.values()
-               for v in c['state_dict'].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for c in ckpts.values()
+        for v in c['state_dict'].values() if v.is_floating_point())
     # iteration 3 changed no parameter (BN statistics still moved) and did
     # not count as an AdamW step; iteration 4 trained again
-    params = [k for k in ckpts[2]['state_dict']
-              if 'running_' not in k and 'num_batches' not in k]
-    assert all(torch.equal(ckpts[2]['state_dict'][k],
-                           ckpts[3]['state_dict'][k]) for k in params)
-    steps = [c['optimizer']['state'][0]['step'].item()
-             for c in ckpts.values()]
+    params = [
+        k for k in ckpts[2]['state_dict']
+        if 'running_' not in k and 'num_batches' not in k
+    ]
+    assert all(
+        torch.equal(ckpts[2]['state_dict'][k], ckpts[3]['state_dict'][k])
+        for k in params)
+    steps = [c['optimizer']['state'][0]['step'].item() for c in ckpts.values()]
     assert steps == [2, 2, 3]
-    assert not all(torch.equal(ckpts[3]['state_dict'][k],
-                               ckpts[4]['state_dict'][k]) for k in params)
+    assert not all(
+        torch.equal(ckpts[3]['state_dict'][k], ckpts[4]['state_dict'][k])
+        for k in params)
 
 
 @pytest.mark.slow
 def test_dist_train_ranks_end_with_identical_weights(tiny_coco, tmp_path):
-    env = _child_env(PYTHON=sys.executable,
-                     PORT=str(29700 + os.getpid() % 1000))
+    env = _child_env(
+        PYTHON=sys.executable, PORT=str(29700 + os.getpid() % 1000))
     work_dir = str(tmp_path / 'dist')
     cmd = _train_cmd(DEMO_CONFIG, work_dir, tiny_coco, max_iters=2)
-    code, out = _run(['bash', 'tools/dist_train.sh', cmd[2], '2',
-                      *cmd[3:]], env=env)
+    code, out = _run(['bash', 'tools/dist_train.sh', cmd[2], '2', *cmd[3:]],
+                     env=env)
     line = next(ln for ln in out.splitlines() if 'Rank consistency' in ln)
     assert 'identical on 2 rank(s)' in line
     digests = line.split('weights sha256 per rank: ')[1].split(', ')
@@ -496,10 +531,12 @@ def _epoch_cmd(tmp_path, name, data_root, hooks=(), extra=()):
     ids = str(tmp_path / f'{name}_ids.jsonl')
     hooks = [dict(type='SampleRecorderHook', path=ids), *hooks]
     config = _faults_config(tmp_path, name, hooks, EPOCH_LOOP)
-    return ids, _train_cmd(config, str(tmp_path / name), data_root,
-                           max_iters=None,
-                           extra=['default_hooks.checkpoint.interval=3',
-                                  *extra])
+    return ids, _train_cmd(
+        config,
+        str(tmp_path / name),
+        data_root,
+        max_iters=None,
+        extra=['default_hooks.checkpoint.interval=3', *extra])
 
 
 @pytest.fixture(scope='module')
@@ -507,21 +544,25 @@ def epoch_reference_run(tiny_coco, tmp_path_factory):
     """One uninterrupted 2-epoch run; a second (plain) CheckpointHook also
     saves at each epoch end (epoch_1.pth: the epoch-boundary checkpoint)."""
     tmp = tmp_path_factory.mktemp('epoch_reference')
-    ids, cmd = _epoch_cmd(tmp, 'work', tiny_coco, hooks=[
-        dict(type='CheckpointHook', by_epoch=True, interval=1)])
+    ids, cmd = _epoch_cmd(
+        tmp,
+        'work',
+        tiny_coco,
+        hooks=[dict(type='CheckpointHook', by_epoch=True, interval=1)])
     _, log = _run(cmd)
     return dict(work_dir=str(tmp / 'work'), ids=_records(ids), log=log)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('ckpt,epoch,it,position', [
-    ('epoch_1.pth', 1, 6, dict(epoch=0, batches=6)),  # epoch boundary
-    ('iter_6.pth', 0, 6, dict(epoch=0, batches=6)),  # last batch, by iter
-    ('iter_9.pth', 1, 9, dict(epoch=1, batches=3)),  # mid-epoch 2
-])
+@pytest.mark.parametrize(
+    'ckpt,epoch,it,position',
+    [
+        ('epoch_1.pth', 1, 6, dict(epoch=0, batches=6)),  # epoch boundary
+        ('iter_6.pth', 0, 6, dict(epoch=0, batches=6)),  # last batch, by iter
+        ('iter_9.pth', 1, 9, dict(epoch=1, batches=3)),  # mid-epoch 2
+    ])
 def test_epoch_loop_resumes_bit_identical(epoch_reference_run, tiny_coco,
-                                          tmp_path, ckpt, epoch, it,
-                                          position):
+                                          tmp_path, ckpt, epoch, it, position):
     """ResumableEpochBasedTrainLoop: --resume (new work dir) from the end of
     epoch 1 (saved by epoch, or by iteration after its last batch: mmengine
     then resumes into epoch 1 with nothing left to draw) or from the middle
@@ -531,8 +572,9 @@ def test_epoch_loop_resumes_bit_identical(epoch_reference_run, tiny_coco,
     assert 'ResumableEpochBasedTrainLoop' in ref['log']
     reference = ref['ids']
     assert sorted(reference) == list(range(1, EPOCH_ITERS + 1))
-    epochs = [[i for it_ in range(e * 6 + 1, e * 6 + 7)
-               for i in reference[it_]] for e in (0, 1)]
+    epochs = [[
+        i for it_ in range(e * 6 + 1, e * 6 + 7) for i in reference[it_]
+    ] for e in (0, 1)]
     assert [sorted(e) for e in epochs] == [list(range(1, 13))] * 2
     assert epochs[0] != epochs[1]  # reshuffled (set_epoch)
 
@@ -546,8 +588,10 @@ def test_epoch_loop_resumes_bit_identical(epoch_reference_run, tiny_coco,
     _assert_same_weights(
         osp.join(tmp_path, 'resumed', f'iter_{EPOCH_ITERS}.pth'),
         osp.join(ref['work_dir'], f'iter_{EPOCH_ITERS}.pth'))
-    assert _records(ids) == {i: reference[i]
-                             for i in range(it + 1, EPOCH_ITERS + 1)}
+    assert _records(ids) == {
+        i: reference[i]
+        for i in range(it + 1, EPOCH_ITERS + 1)
+    }
 
 
 @pytest.mark.slow
@@ -558,13 +602,14 @@ def test_plain_mmengine_epoch_resume_repeats_the_interrupted_epoch(
     batch, so batches 1-3 are trained twice, the run ends at iteration 15
     and its weights at iteration 12 are not the uninterrupted ones."""
     ref = epoch_reference_run
-    ids, cmd = _epoch_cmd(tmp_path, 'plain', tiny_coco,
-                          extra=['reliability.enable=False'])
-    _, log = _run(cmd + ['--resume', osp.join(ref['work_dir'],
-                                              'iter_9.pth')])
+    ids, cmd = _epoch_cmd(
+        tmp_path, 'plain', tiny_coco, extra=['reliability.enable=False'])
+    _, log = _run(cmd + ['--resume', osp.join(ref['work_dir'], 'iter_9.pth')])
     assert 'ResumableEpochBasedTrainLoop' not in log
-    assert _records(ids) == {i + 3: ref['ids'][i]
-                             for i in range(7, EPOCH_ITERS + 1)}
+    assert _records(ids) == {
+        i + 3: ref['ids'][i]
+        for i in range(7, EPOCH_ITERS + 1)
+    }
     plain = _state(osp.join(tmp_path, 'plain', 'iter_12.pth'))['state_dict']
     final = _state(osp.join(ref['work_dir'],
                             f'iter_{EPOCH_ITERS}.pth'))['state_dict']

@@ -4,7 +4,6 @@ import ctypes
 import gc
 import itertools
 import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,16 +32,16 @@ SIZES = [(1, 1), (1, 6), (5, 1), (2, 3), (5, 7), (8, 8), (13, 9), (3, 20),
 
 
 @pytest.mark.parametrize('size,kernel,stride',
-                         [(s, k, st) for s in SIZES for k, st in
-                          ((7, 1), (3, 1), (7, 2), ((3, 5), 2))])
+                         [(s, k, st) for s in SIZES
+                          for k, st in ((7, 1), (3, 1), (7, 2), ((3, 5), 2))])
 def test_matches_unfold_reference(size, kernel, stride):
     torch.manual_seed(100 * size[0] + size[1])
-    layer = SASAConv(8, 16, kernel_size=kernel, stride=stride, num_heads=2,
-                     bias=True)
+    layer = SASAConv(
+        8, 16, kernel_size=kernel, stride=stride, num_heads=2, bias=True)
     torch.nn.init.normal_(layer.bias)
     x = torch.randn(2, 8, *size)
-    torch.testing.assert_close(layer(x), reference_sasa(layer, x), atol=1e-5,
-                               rtol=1e-5)
+    torch.testing.assert_close(
+        layer(x), reference_sasa(layer, x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize('block', [(1, 1), (2, 3), (4, 4), (16, 16)])
@@ -78,15 +77,19 @@ def test_output_shape_equals_conv(stride):
     """Attention + ceil-mode pooling gives a padded conv's output size."""
     layer = SASAConv(4, 8, 3, stride=stride, padding=1, num_heads=2)
     conv = torch.nn.Conv2d(4, 8, 3, stride=stride, padding=1)
-    for h, w in itertools.product([1, 2, 3, 4, 5, 7, 8, 15, 16, 33], [1, 6,
-                                                                     9, 20]):
+    for h, w in itertools.product([1, 2, 3, 4, 5, 7, 8, 15, 16, 33],
+                                  [1, 6, 9, 20]):
         x = torch.randn(1, 4, h, w)
         assert layer(x).shape == conv(x).shape, (h, w)
 
 
 def test_build_conv_layer_drop_in():
     layer = build_conv_layer(
-        dict(type='SASAConv', num_heads=8), 32, 64, kernel_size=7, stride=2,
+        dict(type='SASAConv', num_heads=8),
+        32,
+        64,
+        kernel_size=7,
+        stride=2,
         padding=3)
     assert isinstance(layer, SASAConv)
     x = torch.randn(2, 32, 11, 14)
@@ -149,10 +152,12 @@ def test_block_choice_avoids_padding_when_cheap():
 
 def _peak_extra_bytes(fn) -> int:
     """Rise of the process's peak resident set during ``fn`` (Linux)."""
+
     def status(key):
         with open('/proc/self/status') as f:
-            return next(int(line.split()[1]) * 1024 for line in f
-                        if line.startswith(key))
+            return next(
+                int(line.split()[1]) * 1024 for line in f
+                if line.startswith(key))
 
     gc.collect()
     ctypes.CDLL('libc.so.6').malloc_trim(0)
@@ -163,8 +168,9 @@ def _peak_extra_bytes(fn) -> int:
     return status('VmHWM') - before
 
 
-@pytest.mark.skipif(not os.access('/proc/self/clear_refs', os.W_OK),
-                    reason='needs Linux /proc/self/clear_refs')
+@pytest.mark.skipif(
+    not os.access('/proc/self/clear_refs', os.W_OK),
+    reason='needs Linux /proc/self/clear_refs')
 def test_no_k_squared_copies():
     """Forward peak extra memory stays below 40 maps at 8 heads of 32
     channels; an unfold implementation holds 2 x 49 maps of unfolded keys

@@ -2,10 +2,10 @@
 backward, ratio semantics."""
 import pytest
 import torch
+from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.layers import SELayer
 
-from conftest import randomize_
 from mmgc.models.se_block import SEBlock
 
 
@@ -75,6 +75,6 @@ def test_ratio_is_a_fraction_and_act_cfg():
 
 
 def test_plugin_name():
-    name, layer = build_plugin_layer(dict(type='SEBlock'), in_channels=32,
-                                     postfix=2)
+    name, layer = build_plugin_layer(
+        dict(type='SEBlock'), in_channels=32, postfix=2)
     assert name == 'se_block2' and isinstance(layer, SEBlock)

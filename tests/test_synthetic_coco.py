@@ -1,18 +1,17 @@
 """Tests of the synthetic COCO shapes generator (fast: small data sets)."""
 from __future__ import annotations
 
+import cv2
 import json
+import numpy as np
 import os
+import pytest
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict
-
-import cv2
-import numpy as np
-import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from typing import Any, Dict
 
 from mmgc.datasets import SYNTHETIC_CLASSES, generate_synthetic_coco
 from mmgc.datasets.synthetic_coco import render_image
@@ -27,14 +26,18 @@ SPLITS = ('train', 'val')
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     """A 60 + 10 image data set shared by the read-only tests."""
     out_dir = tmp_path_factory.mktemp('synthetic')
-    return generate_synthetic_coco(out_dir, num_train=60, num_val=10,
-                                   image_size=128, seed=0)
+    return generate_synthetic_coco(
+        out_dir, num_train=60, num_val=10, image_size=128, seed=0)
 
 
 def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run the CLI script as a user does."""
-    return subprocess.run([sys.executable, str(CLI_PATH), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(CLI_PATH), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60)
 
 
 def test_cocoapi_loads_and_annotations_are_consistent(dataset):
@@ -56,8 +59,12 @@ def test_cocoapi_loads_and_annotations_are_consistent(dataset):
             assert isinstance(ann['segmentation']['counts'], str)
             mask = coco.annToMask(ann)  # (H, W) uint8
             ys, xs = np.nonzero(mask)
-            tight = [xs.min(), ys.min(), xs.max() - xs.min() + 1,
-                     ys.max() - ys.min() + 1]
+            tight = [
+                xs.min(),
+                ys.min(),
+                xs.max() - xs.min() + 1,
+                ys.max() - ys.min() + 1
+            ]
             assert ann['bbox'] == [int(v) for v in tight]
             assert ann['area'] == int(mask.sum())
             assert ann['bbox'] == mask_utils.toBbox(
@@ -162,14 +169,20 @@ def test_cli_rejects_zero_train(tmp_path):
 
 
 def test_cli_generates_and_prints_one_line(tmp_path):
-    result = _run_cli('--out-dir', str(tmp_path / 'data'), '--num-train',
-                      '2', '--num-val', '1', '--image-size', '64',
-                      cwd=tmp_path)
+    result = _run_cli(
+        '--out-dir',
+        str(tmp_path / 'data'),
+        '--num-train',
+        '2',
+        '--num-val',
+        '1',
+        '--image-size',
+        '64',
+        cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('\n') == 1
     assert 'train 2 images' in result.stdout
-    assert (tmp_path / 'data' / 'annotations' /
-            'instances_val.json').is_file()
+    assert (tmp_path / 'data' / 'annotations' / 'instances_val.json').is_file()
 
 
 def test_mmdet_coco_dataset_loads_all_instances(dataset):
@@ -183,8 +196,9 @@ def test_mmdet_coco_dataset_loads_all_instances(dataset):
             metainfo=dict(classes=SYNTHETIC_CLASSES),
             pipeline=[],
             test_mode=False)
-        infos = [coco_dataset.get_data_info(i)
-                 for i in range(len(coco_dataset))]
+        infos = [
+            coco_dataset.get_data_info(i) for i in range(len(coco_dataset))
+        ]
         instances = [inst for info in infos for inst in info['instances']]
         assert len(coco_dataset) == dataset[f'num_{split}_images']
         assert len(instances) == dataset[f'num_{split}_annotations']

@@ -2,9 +2,8 @@
 the standard mode's files unchanged."""
 import hashlib
 import json
-import pathlib
-
 import numpy as np
+import pathlib
 import pytest
 from pycocotools import mask as mask_utils
 
@@ -30,10 +29,15 @@ def tree_digest(root: pathlib.Path) -> str:
 
 
 def test_standard_mode_files_unchanged(tmp_path):
-    generate_synthetic_coco(tmp_path / 'a', num_train=3, num_val=2,
-                            image_size=64, seed=3)
-    generate_synthetic_coco(tmp_path / 'b', num_train=3, num_val=2,
-                            image_size=64, seed=3, mode='standard')
+    generate_synthetic_coco(
+        tmp_path / 'a', num_train=3, num_val=2, image_size=64, seed=3)
+    generate_synthetic_coco(
+        tmp_path / 'b',
+        num_train=3,
+        num_val=2,
+        image_size=64,
+        seed=3,
+        mode='standard')
     assert tree_digest(tmp_path / 'a') == STANDARD_DIGEST
     assert tree_digest(tmp_path / 'b') == STANDARD_DIGEST
 
@@ -41,8 +45,8 @@ def test_standard_mode_files_unchanged(tmp_path):
 @pytest.fixture(scope='module')
 def context_set(tmp_path_factory):
     root = tmp_path_factory.mktemp('context')
-    summary = generate_synthetic_coco(root, num_train=40, num_val=4,
-                                      image_size=128, seed=5, mode='context')
+    summary = generate_synthetic_coco(
+        root, num_train=40, num_val=4, image_size=128, seed=5, mode='context')
     coco = json.loads(
         (root / 'annotations' / 'instances_train.json').read_text())
     return root, summary, coco
@@ -89,21 +93,30 @@ def test_context_masks_match_boxes(context_set):
 
 
 def test_context_is_seeded_and_marker_separates_modes(tmp_path):
-    a = generate_synthetic_coco(tmp_path / 'a', num_train=2, num_val=1,
-                                image_size=64, seed=2, mode='context')
-    b = generate_synthetic_coco(tmp_path / 'b', num_train=2, num_val=1,
-                                image_size=64, seed=2, mode='context')
+    a = generate_synthetic_coco(
+        tmp_path / 'a',
+        num_train=2,
+        num_val=1,
+        image_size=64,
+        seed=2,
+        mode='context')
+    b = generate_synthetic_coco(
+        tmp_path / 'b',
+        num_train=2,
+        num_val=1,
+        image_size=64,
+        seed=2,
+        mode='context')
     assert a['generated'] and b['generated']
     assert tree_digest(tmp_path / 'a') == tree_digest(tmp_path / 'b')
     # a standard request on a context set regenerates instead of reusing
-    again = generate_synthetic_coco(tmp_path / 'a', num_train=2, num_val=1,
-                                    image_size=64, seed=2)
+    again = generate_synthetic_coco(
+        tmp_path / 'a', num_train=2, num_val=1, image_size=64, seed=2)
     assert again['generated']
     assert tree_digest(tmp_path / 'a') != tree_digest(tmp_path / 'b')
 
 
 def test_unknown_mode_is_named(tmp_path):
     with pytest.raises(ValueError, match="mode='scene'.*standard.*context"):
-        generate_synthetic_coco(tmp_path, num_train=1, num_val=1,
-                                mode='scene')
+        generate_synthetic_coco(tmp_path, num_train=1, num_val=1, mode='scene')
     assert not any(tmp_path.iterdir())

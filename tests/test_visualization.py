@@ -1,9 +1,8 @@
 """Drawings: class colours, ground truth beside prediction at a score
 threshold with a legend, saved predictions drawn, contact sheets."""
-import os.path as osp
-
 import mmcv
 import numpy as np
+import os.path as osp
 import pytest
 import torch
 from mmdet.structures import DetDataSample
@@ -36,10 +35,12 @@ def sample(height=64, width=80) -> DetDataSample:
     data = DetDataSample()
     data.gt_instances = InstanceData(
         bboxes=torch.tensor([[20., 10., 40., 30.]]),
-        labels=torch.tensor([0]), masks=mask[None])
+        labels=torch.tensor([0]),
+        masks=mask[None])
     data.pred_instances = InstanceData(
         bboxes=torch.tensor([[19., 9., 41., 31.], [-5., -5., 90., 70.]]),
-        labels=torch.tensor([1, 2]), scores=torch.tensor([0.9, 0.3]),
+        labels=torch.tensor([1, 2]),
+        scores=torch.tensor([0.9, 0.3]),
         masks=np.stack([mask, np.ones_like(mask)]))
     return data
 
@@ -51,8 +52,8 @@ def test_ground_truth_beside_prediction_with_a_legend(tmp_path, thr,
     visualizer.dataset_meta = dict(classes=CLASSES)
     image = np.full((64, 80, 3), 128, np.uint8)
     out_file = str(tmp_path / 'drawing.png')
-    visualizer.add_datasample('x', image, sample(), out_file=out_file,
-                              pred_score_thr=thr)
+    visualizer.add_datasample(
+        'x', image, sample(), out_file=out_file, pred_score_thr=thr)
     drawn = mmcv.imread(out_file, channel_order='rgb')
     colours = class_colours(len(CLASSES))
     present = sorted({0, *pred_classes})
@@ -115,8 +116,8 @@ def test_save_contact_sheet_captions_under_tiles(tmp_path):
         path = str(tmp_path / f'{i}.png')
         mmcv.imwrite(np.full((30, 30, 3), 40 * i, np.uint8), path)
         files.append(path)
-    out = save_contact_sheet(files, str(tmp_path / 'sheet.png'), cols=4,
-                             tile_width=30)
+    out = save_contact_sheet(
+        files, str(tmp_path / 'sheet.png'), cols=4, tile_width=30)
     sheet = mmcv.imread(out)
     # 2 rows of (30 px tile + 16 px caption); 4 columns
     assert sheet.shape == (6 + 2 * (30 + 16 + 6), 6 + 4 * 36, 3)
@@ -127,26 +128,33 @@ def test_draw_predictions_from_saved_results(tiny_coco, tmp_path):
     from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    dataset = DATASETS.build(dict(
-        type='CheckedCocoDataset', data_root=tiny_coco,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'), test_mode=True, pipeline=[],
-        metainfo=dict(classes=('circle', 'square', 'triangle', 'star',
-                               'cross'))))
+    dataset = DATASETS.build(
+        dict(
+            type='CheckedCocoDataset',
+            data_root=tiny_coco,
+            ann_file='annotations/instances_val.json',
+            data_prefix=dict(img='val/'),
+            test_mode=True,
+            pipeline=[],
+            metainfo=dict(
+                classes=('circle', 'square', 'triangle', 'star', 'cross'))))
     results = []
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
         boxes = [obj['bbox'] for obj in info['instances']]
-        results.append(dict(img_id=info['img_id'], pred_instances=dict(
-            bboxes=torch.tensor(boxes).reshape(-1, 4),
-            scores=torch.full((len(boxes), ), 0.9),
-            labels=torch.tensor([o['bbox_label']
-                                 for o in info['instances']]))))
+        results.append(
+            dict(
+                img_id=info['img_id'],
+                pred_instances=dict(
+                    bboxes=torch.tensor(boxes).reshape(-1, 4),
+                    scores=torch.full((len(boxes), ), 0.9),
+                    labels=torch.tensor(
+                        [o['bbox_label'] for o in info['instances']]))))
     out_dir = str(tmp_path / 'drawings')
-    files = draw_predictions(dataset, results, out_dir, 0.5, max_images=3,
-                             progress=False)
-    assert [osp.basename(f) for f in files] == [
-        '000000.png', '000001.png', '000002.png']
+    files = draw_predictions(
+        dataset, results, out_dir, 0.5, max_images=3, progress=False)
+    assert [osp.basename(f)
+            for f in files] == ['000000.png', '000001.png', '000002.png']
     width = mmcv.imread(files[0]).shape[1]
     assert width == 2 * dataset.get_data_info(0)['width'] + GAP
     with pytest.raises(KeyError, match='no prediction for image id 1 '):
@@ -164,8 +172,7 @@ def test_mmdet_box_and_mask_types_draw_as_plain_arrays(tmp_path):
     typed = sample()
     typed.gt_instances.bboxes = HorizontalBoxes(plain.gt_instances.bboxes)
     typed.gt_instances.masks = BitmapMasks(plain.gt_instances.masks, 64, 80)
-    typed.pred_instances.masks = torch.from_numpy(
-        plain.pred_instances.masks)
+    typed.pred_instances.masks = torch.from_numpy(plain.pred_instances.masks)
     image = np.full((64, 80, 3), 128, np.uint8)
     drawings = []
     for name, data in (('plain', plain), ('typed', typed)):

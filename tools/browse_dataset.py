@@ -16,28 +16,36 @@ Usage:
 import argparse
 import os
 import os.path as osp
-
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 
 import mmgc  # noqa: F401  (registers mmgc's modules)
-from mmgc.utils import (add_cfg_options_arg, add_data_args,
-                        apply_data_args, load_tool_config)
+from mmgc.utils import (add_cfg_options_arg, add_data_args, apply_data_args,
+                        load_tool_config)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Browse a dataset')
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
-        '--output-dir', default=None, type=str,
+        '--output-dir',
+        default=None,
+        type=str,
         help='write the drawings here (e.g. without a display)')
-    parser.add_argument('--not-show', default=False, action='store_true',
-                        help='do not open a window')
     parser.add_argument(
-        '--show-interval', type=float, default=2,
+        '--not-show',
+        default=False,
+        action='store_true',
+        help='do not open a window')
+    parser.add_argument(
+        '--show-interval',
+        type=float,
+        default=2,
         help='the interval of show (s)')
     parser.add_argument(
-        '--max-images', type=int, default=None,
+        '--max-images',
+        type=int,
+        default=None,
         help='stop after this many samples (default: the whole set)')
     add_data_args(parser)
     add_cfg_options_arg(

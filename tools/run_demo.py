@@ -38,31 +38,44 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--config', default=CONFIG, help='demo config')
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'))
     parser.add_argument('--data-root', default=osp.join('data', 'synthetic'))
-    parser.add_argument('--num-train', type=int, default=600,
-                        help='synthetic training images')
-    parser.add_argument('--num-val', type=int, default=100,
-                        help='synthetic validation images')
-    parser.add_argument('--retrain', action='store_true',
-                        help='train again even if a finished run exists')
     parser.add_argument(
-        '--procs', type=int, default=min(2, os.cpu_count() or 1),
+        '--num-train', type=int, default=600, help='synthetic training images')
+    parser.add_argument(
+        '--num-val', type=int, default=100, help='synthetic validation images')
+    parser.add_argument(
+        '--retrain',
+        action='store_true',
+        help='train again even if a finished run exists')
+    parser.add_argument(
+        '--procs',
+        type=int,
+        default=min(2,
+                    os.cpu_count() or 1),
         help='training processes (tools/dist_train.sh with gloo when > 1), '
         'each with cpu_count/procs threads and batch/procs images; on a '
         '2-core CPU two 1-thread processes train about 1.5x faster than '
         'one 2-thread process (mmcv\'s CPU RoIAlign and NMS are serial)')
     parser.add_argument(
-        '--score-thr', type=float, default=0.5,
+        '--score-thr',
+        type=float,
+        default=0.5,
         help='lowest prediction score drawn (default 0.5; COCO mAP uses '
         'every prediction regardless)')
     parser.add_argument(
-        '--num-drawings', type=int, default=None,
+        '--num-drawings',
+        type=int,
+        default=None,
         help='draw only the first N val images (default: all)')
     parser.add_argument(
-        '--verbose', action='store_true',
+        '--verbose',
+        action='store_true',
         help='show the tools\' full mmengine logs and commands on the '
         'console instead of progress bars')
-    parser.add_argument('--cfg-options', nargs='+', default=[],
-                        help='passed on to tools/train.py and tools/test.py')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        help='passed on to tools/train.py and tools/test.py')
     args = parser.parse_args()
     if args.procs < 1:
         parser.error(f'--procs={args.procs} must be >= 1')
@@ -81,8 +94,8 @@ def main() -> None:
         filter_third_party_warnings()
     start = time.time()
     job = MainJob(ROOT, args.config, args.work_dir, args.data_root,
-                  args.num_train, args.num_val, args.procs,
-                  args.cfg_options, args.verbose)
+                  args.num_train, args.num_val, args.procs, args.cfg_options,
+                  args.verbose)
     try:
         job.generate_data()
         train_log = job.train(args.retrain)

@@ -12,7 +12,6 @@ and a message, and writes no metrics file; ``--out`` is written anyway.
 """
 import logging
 import sys
-
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 
@@ -36,8 +35,10 @@ def main() -> None:
     if reason is not None:
         unwritten = (f'; {args.metrics_out} was not written'
                      if args.metrics_out else '')
-        print_log(f'tools/test.py: {reason}{unwritten}', logger='current',
-                  level=logging.ERROR)
+        print_log(
+            f'tools/test.py: {reason}{unwritten}',
+            logger='current',
+            level=logging.ERROR)
         sys.exit(1)
     if args.metrics_out and is_main_process():
         write_metrics(metrics, args.metrics_out)

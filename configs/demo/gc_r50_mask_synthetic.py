@@ -103,10 +103,14 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=10, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters,
-         T_max=max_iters - 50, eta_min=2e-5),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=50,
+        end=max_iters,
+        T_max=max_iters - 50,
+        eta_min=2e-5),
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=4)
 default_hooks = dict(

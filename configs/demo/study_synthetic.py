@@ -16,10 +16,14 @@ train_cfg = dict(
     val_interval=max_iters,
     val_begin=max_iters + 1)  # no validation during training
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters,
-         T_max=max_iters - 50, eta_min=2e-5),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(
+        type='CosineAnnealingLR',
+        by_epoch=False,
+        begin=50,
+        end=max_iters,
+        T_max=max_iters - 50,
+        eta_min=2e-5),
 ]
 default_hooks = dict(
     logger=dict(interval=20),

@@ -31,15 +31,14 @@ for each block and image
 import fnmatch
 import json
 import math
-import os
-import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
-
 import mmcv
 import numpy as np
+import os
+import os.path as osp
 import torch
 from terminaltables import AsciiTable
 from torch import Tensor, nn
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..models.catalogue import CATALOGUE, entry_of
 from ..visualization.attention_drawing import (Point, draw_attention,
@@ -57,9 +56,9 @@ def attention_types() -> Tuple[type, ...]:
     return tuple(e.cls for e in CATALOGUE if e.has_attention_maps)
 
 
-def find_blocks(model: nn.Module,
-                patterns: Optional[Sequence[str]] = None
-                ) -> Dict[str, nn.Module]:
+def find_blocks(
+        model: nn.Module,
+        patterns: Optional[Sequence[str]] = None) -> Dict[str, nn.Module]:
     """The model's attention blocks by module name, in model order.
 
     A block inside another attention block (the ``SASAConv`` of a
@@ -219,9 +218,9 @@ def block_statistics(block: nn.Module, x: Tensor, out: Tensor, meta: dict,
         input=mean_cosine_distance(features),
         output=mean_cosine_distance(
             out[0].flatten(1)[:, out_positions].t()))  # [P', C']
-    stats['delta'] = (mean_cosine_distance(
-        (out - x)[0].flatten(1)[:, positions].t())
-                      if out.shape == x.shape else None)
+    stats['delta'] = (
+        mean_cosine_distance((out - x)[0].flatten(1)[:, positions].t())
+        if out.shape == x.shape else None)
     return stats
 
 
@@ -241,8 +240,10 @@ def format_table(entries: Dict[str, dict]) -> str:
     def fmt(value: Optional[float]) -> str:
         return '-' if value is None else f'{value:.4f}'
 
-    rows = [['block', 'type', 'map size', 'cos-dist attention',
-             'cos-dist input', 'cos-dist output', 'cos-dist out-in']]
+    rows = [[
+        'block', 'type', 'map size', 'cos-dist attention', 'cos-dist input',
+        'cos-dist output', 'cos-dist out-in'
+    ]]
     for name, entry in entries.items():
         height, width = entry['map_size']
         rows.append([name, entry['type'], f'{height}x{width}'] +
@@ -251,7 +252,8 @@ def format_table(entries: Dict[str, dict]) -> str:
 
 
 # ------------------------------------------------------ model and images --
-def build_model(config: str, checkpoint: str,
+def build_model(config: str,
+                checkpoint: str,
                 cfg_options: Optional[dict] = None,
                 device: str = 'cpu') -> nn.Module:
     """The detector with the checkpoint's weights, in eval mode."""
@@ -301,18 +303,23 @@ def draw_block(visualizer, block: nn.Module, x: Tensor, image: np.ndarray,
     queries = torch.tensor([r * map_size[1] + c for r, c in cells])
     maps = query_attention(block, x.to(device), queries.to(device))
     entry = entry_of(block)
-    return draw_attention(visualizer, maps.numpy(), cells, image, meta,
-                          alpha, entry.label, entry.query_independent)
+    return draw_attention(visualizer, maps.numpy(), cells, image, meta, alpha,
+                          entry.label, entry.query_independent)
 
 
-def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
-                      out_dir: str, queries: int = 4,
+def analyse_attention(config: str,
+                      checkpoint: str,
+                      images: Sequence[str],
+                      out_dir: str,
+                      queries: int = 4,
                       query_points: Optional[Sequence[Point]] = None,
                       blocks: Optional[Sequence[str]] = None,
                       draw_blocks: Optional[Sequence[str]] = None,
                       num_positions: int = 64,
-                      panel_size: Optional[int] = None, alpha: float = 0.5,
-                      sheet_images: int = 16, seed: int = 0,
+                      panel_size: Optional[int] = None,
+                      alpha: float = 0.5,
+                      sheet_images: int = 16,
+                      seed: int = 0,
                       device: str = 'cpu',
                       cfg_options: Optional[dict] = None) -> dict:
     """Statistics and drawings of every attention block of a detector.
@@ -358,11 +365,10 @@ def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
     found = find_blocks(model, blocks)
     if not found:
         names = '/'.join(t.__name__ for t in attention_types())
-        raise ValueError(
-            f'no {names} in the model of {config!r}' +
-            (f' matching --blocks {list(blocks)}' if blocks else ''))
-    drawn = (set(find_blocks(model, draw_blocks))
-             if draw_blocks else set(found))
+        raise ValueError(f'no {names} in the model of {config!r}' + (
+            f' matching --blocks {list(blocks)}' if blocks else ''))
+    drawn = (
+        set(find_blocks(model, draw_blocks)) if draw_blocks else set(found))
     pipeline = build_pipeline(model)
     os.makedirs(out_dir, exist_ok=True)
     visualizer = Visualizer(name='attention_maps')
@@ -372,8 +378,8 @@ def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
     for image_path in images:
         recorder = BlockRecorder(found)
         try:
-            result = inference_detector(model, image_path,
-                                        test_pipeline=pipeline)
+            result = inference_detector(
+                model, image_path, test_pipeline=pipeline)
         finally:
             recorder.remove()
         meta = result.metainfo
@@ -387,8 +393,8 @@ def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
                 raise RuntimeError(f'block {name!r} did not run on '
                                    f'{image_path!r}')
             x, out = recorder.records[name]
-            stats = block_statistics(block, x, out, meta, num_positions,
-                                     seed, torch_device)
+            stats = block_statistics(block, x, out, meta, num_positions, seed,
+                                     torch_device)
             stats['image'] = image_path
             per_image[name].append(stats)
             if name in drawn:
@@ -401,7 +407,8 @@ def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
                 files[name].append(out_file)
 
     entries = {
-        name: dict(
+        name:
+        dict(
             type=type(block).__name__,
             map_size=per_image[name][0]['map_size'],
             cos_dist=summarise(per_image[name]),
@@ -412,15 +419,24 @@ def analyse_attention(config: str, checkpoint: str, images: Sequence[str],
     stats_file = osp.join(out_dir, STATS_FILE)
     with open(stats_file, 'w') as f:
         json.dump(
-            dict(config=config, checkpoint=checkpoint, images=list(images),
-                 num_positions=num_positions, seed=seed, blocks=entries),
-            f, indent=1)
+            dict(
+                config=config,
+                checkpoint=checkpoint,
+                images=list(images),
+                num_positions=num_positions,
+                seed=seed,
+                blocks=entries),
+            f,
+            indent=1)
     columns = [name for name, drawings in files.items() if drawings]
     rows = [image_stem(image) for image in images[:sheet_images]]
     sheet = save_attention_sheet(
         [[osp.join(out_dir, f'{row}_{name}.png') for name in columns]
-         for row in rows],
-        [[f'{row} {name}' for name in columns] for row in rows],
+         for row in rows], [[f'{row} {name}'
+                             for name in columns] for row in rows],
         osp.join(out_dir, SHEET_FILE)) if rows and columns else None
-    return dict(blocks=entries, stats_file=stats_file,
-                drawings=sum(len(v) for v in files.values()), sheet=sheet)
+    return dict(
+        blocks=entries,
+        stats_file=stats_file,
+        drawings=sum(len(v) for v in files.values()),
+        sheet=sheet)

@@ -11,18 +11,23 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..utils.complexity import (COUNTER, PLAIN_COUNTER, backbone_neck_flops,
-                                build_detector, count_params,
-                                default_baseline, detector_flops,
-                                load_config, signed)
+                                build_detector, count_params, default_baseline,
+                                detector_flops, load_config, signed)
 
 #: What can be counted, with its description for the reports.
-PARTS = {'backbone-neck': 'backbone + neck, one image, not padded',
-         'detector': 'whole detector (_forward: backbone, neck, heads), one '
-                     'image packed by its data_preprocessor'}
+PARTS = {
+    'backbone-neck':
+    'backbone + neck, one image, not padded',
+    'detector':
+    'whole detector (_forward: backbone, neck, heads), one '
+    'image packed by its data_preprocessor'
+}
 
 
-def measure(config: str, shape: Tuple[int, int],
-            part: str = 'backbone-neck', attention_handles: bool = True,
+def measure(config: str,
+            shape: Tuple[int, int],
+            part: str = 'backbone-neck',
+            attention_handles: bool = True,
             cfg_options: Optional[dict] = None) -> Dict[str, Any]:
     """Params and FLOPs of one config.
 
@@ -48,17 +53,22 @@ def measure(config: str, shape: Tuple[int, int],
     model = build_detector(load_config(config, cfg_options))
     height, width = shape
     if part == 'detector':
-        flops, padded = detector_flops(model, height, width,
-                                       attention_handles)
+        flops, padded = detector_flops(model, height, width, attention_handles)
     else:
         flops = backbone_neck_flops(model, height, width, attention_handles)
         padded = (height, width)
-    return dict(config=osp.basename(config), detector=type(model).__name__,
-                params=count_params(model), flops=flops,
-                shape=(3, ) + tuple(padded), seconds=time.time() - start)
+    return dict(
+        config=osp.basename(config),
+        detector=type(model).__name__,
+        params=count_params(model),
+        flops=flops,
+        shape=(3, ) + tuple(padded),
+        seconds=time.time() - start)
 
 
-def report(row: Dict[str, Any], shape: Tuple[int, int], part: str,
+def report(row: Dict[str, Any],
+           shape: Tuple[int, int],
+           part: str,
            attention_handles: bool = True) -> str:
     """MMDetection-style summary of one :func:`measure` row (2.x's units:
     GFLOPs, M).
@@ -106,26 +116,30 @@ def compare_table(rows: Sequence[Dict[str, Any]], part: str) -> str:
         str: The table.
     """
     base = rows[0]
-    lines = [f'| config | params | Δ params | Δ params % | GFLOPs ({part}) '
-             f'| Δ GFLOPs | Δ GFLOPs % |',
-             '|---|---:|---:|---:|---:|---:|---:|']
+    lines = [
+        f'| config | params | Δ params | Δ params % | GFLOPs ({part}) '
+        f'| Δ GFLOPs | Δ GFLOPs % |', '|---|---:|---:|---:|---:|---:|---:|'
+    ]
     for i, row in enumerate(rows):
-        cells = [f"`{row['config']}`" + (' (baseline)' if i == 0 and
-                                         len(rows) > 1 else ''),
-                 f"{row['params']:,}"]
+        cells = [
+            f"`{row['config']}`" +
+            (' (baseline)' if i == 0 and len(rows) > 1 else ''),
+            f"{row['params']:,}"
+        ]
         if i == 0:
             cells += ['', '']
         else:
             d_params = row['params'] - base['params']
-            cells += [signed(d_params, ','), percent(d_params,
-                                                     base['params'])]
+            cells += [signed(d_params, ','), percent(d_params, base['params'])]
         cells.append(f"{row['flops'] / 1e9:.2f}")
         if i == 0:
             cells += ['', '']
         else:
             d_flops = row['flops'] - base['flops']
-            cells += [signed(d_flops / 1e9, '.2f'),
-                      percent(d_flops, base['flops'])]
+            cells += [
+                signed(d_flops / 1e9, '.2f'),
+                percent(d_flops, base['flops'])
+            ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -142,18 +156,21 @@ def baseline_table(rows: List[Dict[str, Any]]) -> str:
         str: The table.
     """
     by_name = {r['config']: r for r in rows}
-    lines = ['| config | params | Δ params | GFLOPs (backbone+neck) | '
-             'Δ GFLOPs |', '|---|---:|---:|---:|---:|']
+    lines = [
+        '| config | params | Δ params | GFLOPs (backbone+neck) | '
+        'Δ GFLOPs |', '|---|---:|---:|---:|---:|'
+    ]
     for row in rows:
         try:
-            ref: Optional[Dict[str, Any]] = by_name.get(osp.basename(
-                default_baseline(row['detector'], row['config'])))
+            ref: Optional[Dict[str, Any]] = by_name.get(
+                osp.basename(default_baseline(row['detector'], row['config'])))
         except ValueError:  # a detector type without a shipped baseline
             ref = None
-        d_params = (signed(row['params'] - ref['params'], ',')
-                    if ref else 'n/a')
-        d_flops = (signed((row['flops'] - ref['flops']) / 1e9, '.2f')
-                   if ref else 'n/a')
+        d_params = (
+            signed(row['params'] - ref['params'], ',') if ref else 'n/a')
+        d_flops = (
+            signed(
+                (row['flops'] - ref['flops']) / 1e9, '.2f') if ref else 'n/a')
         lines.append(f"| `{row['config']}` | {row['params']:,} | "
                      f"{d_params} | {row['flops'] / 1e9:.2f} | {d_flops} |")
     return '\n'.join(lines)

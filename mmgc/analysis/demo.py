@@ -15,9 +15,8 @@ import pickle
 import socket
 import subprocess
 import sys
-from typing import List, Optional, Tuple
-
 from mmengine.config import Config, DictAction
+from typing import List, Optional, Tuple
 
 #: The demo config, relative to the repository root.
 CONFIG = osp.join('configs', 'demo', 'gc_r50_mask_synthetic.py')
@@ -73,9 +72,16 @@ class MainJob:
             progress bars.
     """
 
-    def __init__(self, root: str, config: str, work_dir: str,
-                 data_root: str, num_train: int, num_val: int, procs: int,
-                 cfg_options: List[str], verbose: bool = False) -> None:
+    def __init__(self,
+                 root: str,
+                 config: str,
+                 work_dir: str,
+                 data_root: str,
+                 num_train: int,
+                 num_val: int,
+                 procs: int,
+                 cfg_options: List[str],
+                 verbose: bool = False) -> None:
         self.root, self.config, self.work_dir = root, config, work_dir
         self.data_dir = data_root  # as given, for generating and printing
         self.data_root = data_root.rstrip('/') + '/'  # for the configs
@@ -85,8 +91,7 @@ class MainJob:
         self.cfg = Config.fromfile(config)
         self.cfg.merge_from_dict({
             key: DictAction._parse_iterable(value)
-            for key, value in (option.split('=', 1)
-                               for option in self.options)
+            for key, value in (option.split('=', 1) for option in self.options)
         })
         self.max_iters = self.cfg.train_cfg.max_iters
         self.checkpoint = osp.join(work_dir, f'iter_{self.max_iters}.pth')
@@ -100,11 +105,15 @@ class MainJob:
         ``data_root`` (and gloo for CPU processes)."""
         import torch
         ann_val = self.data_root + 'annotations/instances_val.json'
-        options = [f'{loader}.dataset.data_root={self.data_root}'
-                   for loader in ('train_dataloader', 'val_dataloader',
-                                  'test_dataloader')]
-        options += [f'{evaluator}.ann_file={ann_val}'
-                    for evaluator in ('val_evaluator', 'test_evaluator')]
+        options = [
+            f'{loader}.dataset.data_root={self.data_root}'
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')
+        ]
+        options += [
+            f'{evaluator}.ann_file={ann_val}'
+            for evaluator in ('val_evaluator', 'test_evaluator')
+        ]
         if not torch.cuda.is_available():  # CPU processes talk over gloo
             options.append('env_cfg.dist_cfg.backend=gloo')
         return options
@@ -143,10 +152,11 @@ class MainJob:
                                   'img')
             bar.update()
 
-        info = generate_synthetic_coco(self.data_dir,
-                                       num_train=self.num_train,
-                                       num_val=self.num_val,
-                                       progress=progress)
+        info = generate_synthetic_coco(
+            self.data_dir,
+            num_train=self.num_train,
+            num_val=self.num_val,
+            progress=progress)
         counts = (f'{info["num_train_images"]} train / '
                   f'{info["num_val_images"]} val images, '
                   f'{info["num_train_annotations"]} / '
@@ -169,14 +179,17 @@ class MainJob:
         """
         threads = max(1, (os.cpu_count() or 1) // self.procs)
         if osp.isfile(self.checkpoint) and not retrain:
-            print(f'train     found a finished training run '
-                  f'({self.checkpoint}); reusing it (pass --retrain to '
-                  'train again)', flush=True)
+            print(
+                f'train     found a finished training run '
+                f'({self.checkpoint}); reusing it (pass --retrain to '
+                'train again)',
+                flush=True)
             return None
         # no validation inside training: evaluate() tests the final model
-        train_args = [self.config, '--work-dir', self.work_dir,
-                      *self._tool_args(), 'val_cfg=None',
-                      'val_dataloader=None', 'val_evaluator=None']
+        train_args = [
+            self.config, '--work-dir', self.work_dir, *self._tool_args(),
+            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'
+        ]
         batch = self.cfg.train_dataloader.batch_size
         if batch % self.procs:
             raise StepFailed(f'--procs={self.procs} must divide the batch '
@@ -184,18 +197,25 @@ class MainJob:
         if self.procs == 1:
             cmd = [sys.executable, 'tools/train.py', *train_args]
         else:  # same total batch (and schedule), split over the processes
-            cmd = ['bash', 'tools/dist_train.sh', self.config,
-                   str(self.procs), *train_args[1:],
-                   f'train_dataloader.batch_size={batch // self.procs}']
+            cmd = [
+                'bash', 'tools/dist_train.sh', self.config,
+                str(self.procs), *train_args[1:],
+                f'train_dataloader.batch_size={batch // self.procs}'
+            ]
         if (not retrain
                 and osp.isfile(osp.join(self.work_dir, 'last_checkpoint'))):
             cmd.append('--resume')  # continue an interrupted run
-        print(f'train     {self.max_iters} iterations of {batch} images on '
-              f'{self.procs} process(es) x {threads} thread(s)', flush=True)
+        print(
+            f'train     {self.max_iters} iterations of {batch} images on '
+            f'{self.procs} process(es) x {threads} thread(s)',
+            flush=True)
         # MKL_NUM_THREADS is set because mmengine warns when it sets it
-        self._run(cmd, OMP_NUM_THREADS=str(threads),
-                  MKL_NUM_THREADS=str(threads), PYTHON=sys.executable,
-                  PORT=str(free_port()))
+        self._run(
+            cmd,
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+            PYTHON=sys.executable,
+            PORT=str(free_port()))
         return newest_log(self.work_dir)
 
     def evaluate(self) -> Tuple[dict, str]:
@@ -205,17 +225,20 @@ class MainJob:
         Returns:
             tuple: The metrics and the test log.
         """
-        self._run([sys.executable, 'tools/test.py', self.config,
-                   self.checkpoint, '--work-dir', self.work_dir, '--out',
-                   self.preds_file, '--metrics-out', self.metrics_file,
-                   *self._tool_args()],
+        self._run([
+            sys.executable, 'tools/test.py', self.config, self.checkpoint,
+            '--work-dir', self.work_dir, '--out', self.preds_file,
+            '--metrics-out', self.metrics_file, *self._tool_args()
+        ],
                   OMP_NUM_THREADS=str(os.cpu_count() or 1))
         with open(self.metrics_file) as f:
             return json.load(f), newest_log(self.work_dir)
 
-    def draw(self, score_thr: float,
-             num_drawings: Optional[int] = None
-             ) -> Tuple[List[str], Optional[str]]:
+    def draw(
+            self,
+            score_thr: float,
+            num_drawings: Optional[int] = None
+    ) -> Tuple[List[str], Optional[str]]:
         """Phase 4: ground truth beside the predictions above ``score_thr``
         (one PNG per val image, the first ``num_drawings`` if given) and a
         contact sheet of the first :data:`SHEET_IMAGES`.
@@ -228,8 +251,9 @@ class MainJob:
             predictions = pickle.load(f)
         drawings = draw_predictions(self._test_set(), predictions,
                                     self.draw_dir, score_thr, num_drawings)
-        sheet = (save_contact_sheet(drawings[:SHEET_IMAGES], self.sheet_file)
-                 if drawings else None)
+        sheet = (
+            save_contact_sheet(drawings[:SHEET_IMAGES], self.sheet_file)
+            if drawings else None)
         return drawings, sheet
 
     def _test_set(self):
@@ -242,5 +266,7 @@ class MainJob:
             return DATASETS.build(self.cfg.test_dataloader.dataset)
 
 
-__all__ = ['CONFIG', 'METRIC_ROWS', 'SHEET_IMAGES', 'StepFailed',
-           'free_port', 'newest_log', 'ap_table', 'MainJob']
+__all__ = [
+    'CONFIG', 'METRIC_ROWS', 'SHEET_IMAGES', 'StepFailed', 'free_port',
+    'newest_log', 'ap_table', 'MainJob'
+]

@@ -40,13 +40,12 @@ identities) then sees the same features, proposals and detections as the
 baseline, and the data-dependent work (NMS, RoIs, mask head) is the same --
 the time difference is the blocks'.
 """
-from typing import List, Optional, Tuple
-
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import load_checkpoint
 from torch import nn
+from typing import List, Optional, Tuple
 
 from ..utils.benchmark import interleaved_min_times, peak_tensor_bytes
 from ..utils.complexity import (build_detector, count_params, load_config,
@@ -71,15 +70,19 @@ class Candidate:
             repeat does the same work).
     """
 
-    def __init__(self, name: str, model: nn.Module, cfg: Config,
-                 shape: Tuple[int, int], batch_size: int,
+    def __init__(self,
+                 name: str,
+                 model: nn.Module,
+                 cfg: Config,
+                 shape: Tuple[int, int],
+                 batch_size: int,
                  train: bool = True) -> None:
         self.name, self.model = name, model
         height, width = shape
-        self.test_data = synthetic_batch(model, height, width, batch_size,
-                                         with_targets=False)
-        self.train_data = synthetic_batch(model, height, width, batch_size,
-                                          with_targets=True)
+        self.test_data = synthetic_batch(
+            model, height, width, batch_size, with_targets=False)
+        self.train_data = synthetic_batch(
+            model, height, width, batch_size, with_targets=True)
         self.optim_wrapper = None
         if train:
             optim_cfg = cfg.optim_wrapper.copy()
@@ -101,7 +104,8 @@ class Candidate:
         return self.model.train_step(self.train_data, self.optim_wrapper)
 
 
-def build(config: str, checkpoint: Optional[str],
+def build(config: str,
+          checkpoint: Optional[str],
           cfg_options: Optional[dict] = None,
           device: str = 'cpu') -> Tuple[Config, nn.Module]:
     """Config and detector: seeded random initialisation, or the weights
@@ -136,14 +140,22 @@ def share_weights(src: nn.Module, dst: nn.Module) -> Tuple[int, int]:
         tuple: Tensors copied, tensors of ``dst``.
     """
     dst_state = dst.state_dict()
-    common = {k: v for k, v in src.state_dict().items()
-              if k in dst_state and dst_state[k].shape == v.shape}
+    common = {
+        k: v
+        for k, v in src.state_dict().items()
+        if k in dst_state and dst_state[k].shape == v.shape
+    }
     dst.load_state_dict(common, strict=False)
     return len(common), len(dst_state)
 
 
-def measure(ours: Candidate, base: Candidate, batch_size: int, repeats: int,
-            warmup: int, device: str, clock: str,
+def measure(ours: Candidate,
+            base: Candidate,
+            batch_size: int,
+            repeats: int,
+            warmup: int,
+            device: str,
+            clock: str,
             train: bool = True) -> List[Row]:
     """Time and peak tensor memory of both candidates, runs interleaved
     (config, baseline, config, ...) so that load from other processes hits
@@ -177,15 +189,15 @@ def measure(ours: Candidate, base: Candidate, batch_size: int, repeats: int,
     det = [sum(c.detections) / n for c in pair]
     rows.append(('detections / image', det[0], det[1], '.1f'))
     if train:
-        t_tr = interleaved_min_times([c.train for c in pair], repeats,
-                                     warmup, device, clock)
+        t_tr = interleaved_min_times([c.train for c in pair], repeats, warmup,
+                                     device, clock)
         rows.append((f'train step ({n} image{"s" * (n > 1)}), ms',
                      t_tr[0] * 1e3, t_tr[1] * 1e3, '.1f'))
         m_tr = [peak_tensor_bytes(c.train, device) for c in pair]
         rows.append(('train step peak tensor memory, MB', m_tr[0] / mb,
                      m_tr[1] / mb, '.1f'))
-    rows.append(('params', count_params(ours.model),
-                 count_params(base.model), ','))
+    rows.append(
+        ('params', count_params(ours.model), count_params(base.model), ','))
     return rows
 
 
@@ -207,8 +219,10 @@ def table(rows: List[Row], name: str, base_name: str) -> str:
     Returns:
         str: The table.
     """
-    lines = [f'| metric | `{name}` | `{base_name}` | ratio |',
-             '|---|---:|---:|---:|']
+    lines = [
+        f'| metric | `{name}` | `{base_name}` | ratio |',
+        '|---|---:|---:|---:|'
+    ]
     for metric, value, base, fmt in rows:
         lines.append(f'| {metric} | {format(value, fmt)} | '
                      f'{format(base, fmt)} | {ratio(value, base)} |')

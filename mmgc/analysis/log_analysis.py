@@ -17,12 +17,11 @@ Used by ``tools/analysis_tools/analyze_logs.py`` (MMDetection 3.x's
 interface, for iteration-based as well as epoch-based runs).
 """
 import json
+import numpy as np
 import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
-
-import numpy as np
 
 #: MMDetection's ``--style`` values are seaborn styles; matplotlib ships
 #: them as ``seaborn-v0_8-<name>``.
@@ -193,7 +192,8 @@ class CurvePlan(NamedTuple):
     by_epoch_axis: bool
 
 
-def plan_curves(logs: Sequence[TrainLog], keys: Sequence[str],
+def plan_curves(logs: Sequence[TrainLog],
+                keys: Sequence[str],
                 legend: Optional[Sequence[str]] = None,
                 start_epoch: int = 1) -> CurvePlan:
     """Resolve ``keys`` in every log, label the curves and choose the x
@@ -239,9 +239,13 @@ def plan_curves(logs: Sequence[TrainLog], keys: Sequence[str],
                      by_epoch_axis)
 
 
-def draw_curves(plan: CurvePlan, start_epoch: int = 1, start_iter: int = 1,
-                title: Optional[str] = None, out: Optional[str] = None,
-                backend: Optional[str] = None, style: str = 'dark') -> None:
+def draw_curves(plan: CurvePlan,
+                start_epoch: int = 1,
+                start_iter: int = 1,
+                title: Optional[str] = None,
+                out: Optional[str] = None,
+                backend: Optional[str] = None,
+                style: str = 'dark') -> None:
     """Plot every curve of ``plan`` in one figure; save it to ``out`` (or
     show it).
 
@@ -325,20 +329,22 @@ def train_time_summary(log: TrainLog, include_outliers: bool = False) -> dict:
         times = np.array([r['time'] for r in records])
         slowest, fastest = int(times.argmax()), int(times.argmin())
         return dict(
-            average=float(times.mean()), std=float(times.std()),
+            average=float(times.mean()),
+            std=float(times.std()),
             slowest=(iteration(records[slowest]), float(times[slowest])),
             fastest=(iteration(records[fastest]), float(times[fastest])),
             last_iter=last_iter)
     ends = epoch_end_iterations(log)
     epochs = sorted(groups)
-    means = np.array([np.mean([r['time'] for r in groups[e]])
-                      for e in epochs])
+    means = np.array([np.mean([r['time'] for r in groups[e]]) for e in epochs])
     slowest, fastest = int(means.argmax()), int(means.argmin())
     summary = dict(
-        average=float(means.mean()), std=float(means.std()),
+        average=float(means.mean()),
+        std=float(means.std()),
         slowest=(epochs[slowest], float(means[slowest])),
         fastest=(epochs[fastest], float(means[fastest])),
-        last_iter=last_iter, epochs={})
+        last_iter=last_iter,
+        epochs={})
     for epoch, mean in zip(epochs, means):
         iters = ends[epoch] - max(
             [it for ep, it in ends.items() if ep < epoch], default=0)
@@ -356,10 +362,11 @@ def format_train_time(summary: dict) -> str:
             f'fastest epoch {fast}, average time is {fast_t:.4f} s/iter',
             f'time std over epochs is {summary["std"]:.4f}'
         ]
-        lines += [f'epoch {epoch}: {iters} iters, {mean:.4f} s/iter, '
-                  f'{seconds:.1f} s/epoch'
-                  for epoch, (iters, mean, seconds) in summary[
-                      'epochs'].items()]
+        lines += [
+            f'epoch {epoch}: {iters} iters, {mean:.4f} s/iter, '
+            f'{seconds:.1f} s/epoch'
+            for epoch, (iters, mean, seconds) in summary['epochs'].items()
+        ]
     else:
         lines = [
             f'slowest logged iter {slow}, time is {slow_t:.4f} s/iter',

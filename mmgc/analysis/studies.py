@@ -24,9 +24,8 @@ shipped demo config's is.
 import copy
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Tuple
-
 from mmengine.config import Config
+from typing import Dict, List, Optional, Tuple
 
 #: A variant name becomes a directory name.
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
@@ -36,18 +35,25 @@ C2_C5 = ALL_STAGES
 C5 = (False, False, False, True)
 
 
-def gc(ratio: float = 1 / 16, stages: Tuple[bool, ...] = C3_C5,
-       position: str = 'after_conv3', **block) -> dict:
+def gc(ratio: float = 1 / 16,
+       stages: Tuple[bool, ...] = C3_C5,
+       position: str = 'after_conv3',
+       **block) -> dict:
     """Backbone overrides placing one ``GCBlock`` in every block of
     ``stages`` (the GCNet paper's default: r16, c3-c5, after conv3)."""
-    return dict(plugins=[
-        dict(cfg=dict(type='GCBlock', ratio=ratio, **block),
-             stages=stages, position=position)
-    ], sasa=None, stage_with_sasa=(False, False, False, False))
+    return dict(
+        plugins=[
+            dict(
+                cfg=dict(type='GCBlock', ratio=ratio, **block),
+                stages=stages,
+                position=position)
+        ],
+        sasa=None,
+        stage_with_sasa=(False, False, False, False))
 
 
-BASELINE = dict(plugins=None, sasa=None,
-                stage_with_sasa=(False, False, False, False))
+BASELINE = dict(
+    plugins=None, sasa=None, stage_with_sasa=(False, False, False, False))
 
 #: The GCNet paper's block comparison (Table 2 style, one detector).
 BLOCKS_STUDY = dict(
@@ -55,26 +61,34 @@ BLOCKS_STUDY = dict(
     baseline='baseline',
     variants=dict(
         baseline=BASELINE,
-        se_r16=dict(BASELINE, plugins=[
-            # as configs/se_r50_mask.py (SE-ResNet): every block of c2-c5
-            dict(cfg=dict(type='SEBlock', ratio=1 / 16),
-                 stages=C2_C5, position='after_conv3')
-        ]),
+        se_r16=dict(
+            BASELINE,
+            plugins=[
+                # as configs/se_r50_mask.py (SE-ResNet): every block of c2-c5
+                dict(
+                    cfg=dict(type='SEBlock', ratio=1 / 16),
+                    stages=C2_C5,
+                    position='after_conv3')
+            ]),
         # simplified non-local: GC's query-independent pooling with a
         # plain 1x1 transform instead of the bottleneck
         snl=gc(transform='conv1x1'),
         # one non-local block in c4, before its last residual block
-        nl=dict(BASELINE, plugins=[
-            dict(cfg=dict(type='NLBlock'),
-                 stages=(False, False, True, False),
-                 blocks=(None, None, (-2, ), None),
-                 position='after_block')
-        ]),
+        nl=dict(
+            BASELINE,
+            plugins=[
+                dict(
+                    cfg=dict(type='NLBlock'),
+                    stages=(False, False, True, False),
+                    blocks=(None, None, (-2, ), None),
+                    position='after_block')
+            ]),
         gc_r16=gc(1 / 16),
         gc_r4=gc(1 / 4),
-        sasa=dict(BASELINE,
-                  sasa=dict(type='SASAConv', kernel_size=7, num_heads=8),
-                  stage_with_sasa=(False, False, True, True)),
+        sasa=dict(
+            BASELINE,
+            sasa=dict(type='SASAConv', kernel_size=7, num_heads=8),
+            stage_with_sasa=(False, False, True, True)),
     ))
 
 #: The GCNet paper's design ablation (Table 4 style): GC r16 c3-c5 after
@@ -99,7 +113,8 @@ GC_DESIGN_STUDY = dict(
 
 #: Built-in studies by name (``--study NAME``).
 BUILTIN_STUDIES: Dict[str, dict] = {
-    s['name']: s for s in (BLOCKS_STUDY, GC_DESIGN_STUDY)
+    s['name']: s
+    for s in (BLOCKS_STUDY, GC_DESIGN_STUDY)
 }
 
 
@@ -136,9 +151,8 @@ def check_study(study: dict, source: str = 'study') -> dict:
                 f'{source}: variant name {key!r} must be letters, digits, '
                 '"_", "-" or "." (it names a directory)')
         if not isinstance(overrides, dict):
-            raise ValueError(
-                f'{source}: variant {key!r} must be a dict of '
-                f'model.backbone overrides, got {overrides!r}')
+            raise ValueError(f'{source}: variant {key!r} must be a dict of '
+                             f'model.backbone overrides, got {overrides!r}')
     baseline = study.get('baseline', next(iter(variants)))
     if baseline not in variants:
         raise ValueError(f'{source}: baseline={baseline!r} is not a '
@@ -180,7 +194,7 @@ def load_study(spec: str, only: Optional[List[str]] = None) -> dict:
             raise ValueError(f'--variants {missing}: not in study '
                              f"{study['name']!r}; variants: "
                              f"{list(study['variants'])}")
-        keep = [study['baseline']] + [
-            v for v in only if v != study['baseline']]
+        keep = [study['baseline']
+                ] + [v for v in only if v != study['baseline']]
         study['variants'] = {v: study['variants'][v] for v in keep}
     return study

@@ -27,17 +27,16 @@ import os.path as osp
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
-
 from mmengine.config import Config
 from mmengine.logging import print_log
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..engine.atomic_io import atomic_write
 from ..utils.complexity import (backbone_neck_flops, build_detector,
                                 count_params, load_config)
 from ..utils.package import shipped_path
-from .study_table import AP_KEYS, aggregate, markdown_table, plot_chart
-from .study_table import write_json
+from .study_table import (AP_KEYS, aggregate, markdown_table, plot_chart,
+                          write_json)
 
 #: Directory that holds the imported mmgc package (a checkout or
 #: site-packages): the launched tools import the same mmgc.
@@ -76,8 +75,9 @@ def image_shape_of(cfg: Config) -> Tuple[int, int]:
     for step in pipeline:
         scale = step.get('scale') if step.get('type') == 'Resize' else None
         if scale is not None:
-            return (scale, scale) if isinstance(scale, int) else (
-                int(scale[1]), int(scale[0]))
+            return (scale,
+                    scale) if isinstance(scale, int) else (int(scale[1]),
+                                                           int(scale[0]))
     return (800, 1333)
 
 
@@ -93,8 +93,8 @@ def train_log_stats(run_dir: str) -> Dict[str, Optional[float]]:
         dict: ``train_s_per_iter`` and ``cuda_memory_mb`` (None if absent).
     """
     times, memory = [], []
-    for path in sorted(glob.glob(osp.join(run_dir, '*', 'vis_data',
-                                          'scalars.json'))):
+    for path in sorted(
+            glob.glob(osp.join(run_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
             for line in f:
                 entry = json.loads(line)
@@ -106,8 +106,9 @@ def train_log_stats(run_dir: str) -> Dict[str, Optional[float]]:
     median = (None if not times else
               (times[len(times) // 2] if len(times) % 2 else
                (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2))
-    return dict(train_s_per_iter=median,
-                cuda_memory_mb=max(memory) if memory else None)
+    return dict(
+        train_s_per_iter=median,
+        cuda_memory_mb=max(memory) if memory else None)
 
 
 def test_log_time(test_dir: str) -> Optional[float]:
@@ -148,8 +149,12 @@ class StudyRunner:
         python (str): Interpreter of the tools.
     """
 
-    def __init__(self, config: str, study: dict, seeds: int = 2,
-                 launcher: str = 'none', gpus: int = 1,
+    def __init__(self,
+                 config: str,
+                 study: dict,
+                 seeds: int = 2,
+                 launcher: str = 'none',
+                 gpus: int = 1,
                  work_dir: Optional[str] = None,
                  cfg_options: Optional[dict] = None,
                  partition: Optional[str] = None,
@@ -190,16 +195,15 @@ class StudyRunner:
 
     def is_finished(self, variant: str, seed: int) -> bool:
         """A run is finished when its metrics file exists."""
-        return osp.isfile(osp.join(self.run_dir(variant, seed),
-                                   METRICS_FILE))
+        return osp.isfile(osp.join(self.run_dir(variant, seed), METRICS_FILE))
 
     # ---------------------------------------------------------- configs --
     def variant_config(self, variant: str) -> Config:
         """Base config + ``--cfg-options`` + the variant's backbone
         overrides."""
         cfg = load_config(self.config, self.cfg_options)
-        cfg.merge_from_dict({'model.backbone':
-                             self.study['variants'][variant]})
+        cfg.merge_from_dict(
+            {'model.backbone': self.study['variants'][variant]})
         cfg.work_dir = osp.join(self.work_dir, 'runs', variant)
         return cfg
 
@@ -249,32 +253,47 @@ class StudyRunner:
         if resume:
             extra.append('--resume')
         if self.launcher == 'none':
-            return [self.python, tool_path('train.py'), config,
-                    '--work-dir', run_dir] + extra
+            return [
+                self.python,
+                tool_path('train.py'), config, '--work-dir', run_dir
+            ] + extra
         if self.launcher == 'pytorch':
-            return ['bash', tool_path('dist_train.sh'), config,
-                    str(self.gpus), '--work-dir', run_dir] + extra
-        return ['bash', tool_path('slurm_train.sh'), self.partition,
-                f'{variant}-s{seed}', config, run_dir] + extra
+            return [
+                'bash',
+                tool_path('dist_train.sh'), config,
+                str(self.gpus), '--work-dir', run_dir
+            ] + extra
+        return [
+            'bash',
+            tool_path('slurm_train.sh'), self.partition, f'{variant}-s{seed}',
+            config, run_dir
+        ] + extra
 
     def test_command(self, variant: str, seed: int, checkpoint: str,
                      metrics_out: str) -> List[str]:
         """The launcher command evaluating one run's checkpoint."""
         config = self.config_path(variant)
-        extra = ['--work-dir', osp.join(self.run_dir(variant, seed), 'test'),
-                 '--metrics-out', metrics_out,
-                 '--cfg-options', f'randomness.seed={seed}']
+        extra = [
+            '--work-dir',
+            osp.join(self.run_dir(variant, seed), 'test'), '--metrics-out',
+            metrics_out, '--cfg-options', f'randomness.seed={seed}'
+        ]
         if self.launcher == 'none':
-            return [self.python, tool_path('test.py'), config,
-                    checkpoint] + extra
+            return [self.python,
+                    tool_path('test.py'), config, checkpoint] + extra
         if self.launcher == 'pytorch':
-            return ['bash', tool_path('dist_test.sh'), config,
-                    checkpoint, str(self.gpus)] + extra
-        return ['bash', tool_path('slurm_test.sh'), self.partition,
-                f'{variant}-s{seed}-test', config, checkpoint] + extra
+            return [
+                'bash',
+                tool_path('dist_test.sh'), config, checkpoint,
+                str(self.gpus)
+            ] + extra
+        return [
+            'bash',
+            tool_path('slurm_test.sh'), self.partition,
+            f'{variant}-s{seed}-test', config, checkpoint
+        ] + extra
 
-    def _call(self, command: List[str], log_file: str) -> Tuple[float,
-                                                                 float]:
+    def _call(self, command: List[str], log_file: str) -> Tuple[float, float]:
         """Run ``command`` with its output appended to ``log_file``.
 
         Returns:
@@ -285,9 +304,12 @@ class StudyRunner:
         with open(log_file, 'a') as log:
             log.write('$ ' + ' '.join(command) + '\n')
             log.flush()
-            proc = subprocess.Popen(command, stdout=log,
-                                    stderr=subprocess.STDOUT,
-                                    env=self.env(), cwd=os.getcwd())
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=os.getcwd())
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
             except BaseException:
@@ -296,9 +318,8 @@ class StudyRunner:
                 raise
             proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
-            raise RuntimeError(
-                f'{osp.basename(command[1])} failed (exit '
-                f'{proc.returncode}); see {log_file}')
+            raise RuntimeError(f'{osp.basename(command[1])} failed (exit '
+                               f'{proc.returncode}); see {log_file}')
         return time.perf_counter() - start, usage.ru_maxrss / 1024
 
     def last_checkpoint(self, run_dir: str) -> Optional[str]:
@@ -324,22 +345,24 @@ class StudyRunner:
             resume = self.last_checkpoint(run_dir) is not None
             wall, rss = self._call(
                 self.train_command(variant, seed, resume), log_file)
-            segments.append(dict(wall_s=wall, maxrss_mb=rss, resumed=resume,
-                                 done=True))
+            segments.append(
+                dict(wall_s=wall, maxrss_mb=rss, resumed=resume, done=True))
             write_json(segments_file, segments)
         checkpoint = self.last_checkpoint(run_dir)
         if checkpoint is None:
             raise RuntimeError(f'training of {variant} seed {seed} left no '
                                f'checkpoint in {run_dir}')
         metrics_out = osp.join(run_dir, '.metrics.json.tmp')
-        self._call(self.test_command(variant, seed, checkpoint, metrics_out),
-                   log_file)
+        self._call(
+            self.test_command(variant, seed, checkpoint, metrics_out),
+            log_file)
         with open(metrics_out) as f:
             metrics = json.load(f)
         missing = [k for k in AP_KEYS.values() if k not in metrics]
         if missing:
-            print_log(f'{variant} seed {seed}: metrics lack {missing}',
-                      logger='current')
+            print_log(
+                f'{variant} seed {seed}: metrics lack {missing}',
+                logger='current')
         stats = train_log_stats(run_dir)
         test_time = test_log_time(osp.join(run_dir, 'test'))
         test_batch = Config.fromfile(self.config_path(variant)).get(
@@ -347,15 +370,17 @@ class StudyRunner:
         cuda = stats['cuda_memory_mb']
         rss = [s['maxrss_mb'] for s in segments if s.get('maxrss_mb')]
         record = dict(
-            variant=variant, seed=seed, checkpoint=checkpoint,
+            variant=variant,
+            seed=seed,
+            checkpoint=checkpoint,
             metrics=metrics,
             train_s_per_iter=stats['train_s_per_iter'],
-            peak_memory_mb=cuda if cuda is not None else (
-                max(rss) if rss and self.launcher != 'slurm' else None),
-            memory_source='cuda' if cuda is not None else (
-                'rss' if rss and self.launcher != 'slurm' else None),
-            infer_s_per_img=(None if test_time is None else
-                             test_time / max(1, int(test_batch))),
+            peak_memory_mb=cuda if cuda is not None else
+            (max(rss) if rss and self.launcher != 'slurm' else None),
+            memory_source='cuda' if cuda is not None else
+            ('rss' if rss and self.launcher != 'slurm' else None),
+            infer_s_per_img=(None if test_time is None else test_time /
+                             max(1, int(test_batch))),
             train_wall_s=sum(s['wall_s'] for s in segments))
         write_json(osp.join(run_dir, RECORD_FILE), record)
         os.replace(metrics_out, osp.join(run_dir, METRICS_FILE))  # finished
@@ -371,8 +396,11 @@ class StudyRunner:
                 return json.load(f)
         with open(osp.join(run_dir, METRICS_FILE)) as f:
             metrics = json.load(f)
-        return dict(variant=variant, seed=seed, metrics=metrics,
-                    **train_log_stats(run_dir))
+        return dict(
+            variant=variant,
+            seed=seed,
+            metrics=metrics,
+            **train_log_stats(run_dir))
 
     # ------------------------------------------------------- complexity --
     def complexity(self) -> Dict[str, dict]:
@@ -394,7 +422,8 @@ class StudyRunner:
             cache[variant] = dict(
                 params=count_params(model),
                 flops=backbone_neck_flops(model, *shape),
-                flops_shape=list(shape), config_text=text)
+                flops_shape=list(shape),
+                config_text=text)
             write_json(path, cache)
         return {v: cache[v] for v in self.variants}
 
@@ -416,23 +445,25 @@ class StudyRunner:
         plan = self.plan()
         todo = [r for r in plan if not self.is_finished(*r)]
         name = self.study['name']
-        print_log(f'[study {name}] {len(plan)} runs, {len(plan) - len(todo)}'
-                  f' finished (reused), {len(todo)} to run; work dir '
-                  f'{self.work_dir}', logger='current')
+        print_log(
+            f'[study {name}] {len(plan)} runs, {len(plan) - len(todo)}'
+            f' finished (reused), {len(todo)} to run; work dir '
+            f'{self.work_dir}',
+            logger='current')
         durations: List[float] = []
         for index, (variant, seed) in enumerate(plan, 1):
             if self.is_finished(variant, seed):
                 continue
             left = sum(1 for r in todo if not self.is_finished(*r))
             eta = eta_seconds(durations, left)
-            resume = (self.last_checkpoint(self.run_dir(variant, seed))
-                      is not None)
+            resume = (
+                self.last_checkpoint(self.run_dir(variant, seed)) is not None)
             print_log(
                 f'[study {name}] run {index}/{len(plan)}: {variant} seed '
                 f'{seed}' + (' (resuming)' if resume else '') +
                 f'; {left} left, ETA ' +
-                (format_duration(eta) if eta is not None else
-                 'after the first run') + f'; log: '
+                (format_duration(eta)
+                 if eta is not None else 'after the first run') + f'; log: '
                 f'{osp.join(self.run_dir(variant, seed), "study_launch.log")}',
                 logger='current')
             start = time.perf_counter()
@@ -442,20 +473,30 @@ class StudyRunner:
 
     def write_report(self) -> dict:
         """Aggregate the finished runs into the table files."""
-        runs = [self.load_record(v, s) for v, s in self.plan()
-                if self.is_finished(v, s)]
+        runs = [
+            self.load_record(v, s) for v, s in self.plan()
+            if self.is_finished(v, s)
+        ]
         complexity = self.complexity()
         rows = aggregate(runs, complexity, self.variants,
                          self.study['baseline'])
         content = dict(
-            study=self.study['name'], config=self.config,
-            cfg_options=self.cfg_options, launcher=self.launcher,
-            seeds=self.seeds, baseline=self.study['baseline'],
+            study=self.study['name'],
+            config=self.config,
+            cfg_options=self.cfg_options,
+            launcher=self.launcher,
+            seeds=self.seeds,
+            baseline=self.study['baseline'],
             spread='sample standard deviation over seeds (ddof=1)',
-            complexity={v: {k: c[k] for k in ('params', 'flops',
-                                              'flops_shape')}
-                        for v, c in complexity.items()},
-            rows=rows, runs=runs)
+            complexity={
+                v: {
+                    k: c[k]
+                    for k in ('params', 'flops', 'flops_shape')
+                }
+                for v, c in complexity.items()
+            },
+            rows=rows,
+            runs=runs)
         write_json(osp.join(self.work_dir, 'study.json'), content)
         table = markdown_table(rows)
         shape = next(iter(complexity.values()))['flops_shape']

@@ -13,10 +13,9 @@ import json
 import os
 import os.path as osp
 import subprocess
-from typing import Dict, List, Optional
-
 from mmengine.config import Config
 from mmengine.logging import print_log
+from typing import Dict, List, Optional
 
 from ..engine.atomic_io import atomic_write
 from .attention import STATS_FILE
@@ -29,8 +28,10 @@ ANALYSED_TYPES = ('GCBlock', 'NLBlock')
 def analysed_types(cfg: Config) -> List[str]:
     """The GC/NL plugin types of a config's backbone."""
     plugins = cfg.model.backbone.get('plugins') or []
-    return sorted({p['cfg']['type'] for p in plugins
-                   if p['cfg']['type'] in ANALYSED_TYPES})
+    return sorted({
+        p['cfg']['type']
+        for p in plugins if p['cfg']['type'] in ANALYSED_TYPES
+    })
 
 
 def val_images(cfg: Config, num: int) -> List[str]:
@@ -56,7 +57,8 @@ def val_images(cfg: Config, num: int) -> List[str]:
     return paths
 
 
-def analyse_study(runner, num_images: int = 4,
+def analyse_study(runner,
+                  num_images: int = 4,
                   num_positions: int = 64) -> Dict[str, dict]:
     """Run the attention statistics on the study's trained GC/NL models.
 
@@ -77,11 +79,12 @@ def analyse_study(runner, num_images: int = 4,
         cfg = Config.fromfile(runner.config_path(variant))
         if not analysed_types(cfg):
             continue
-        seed = next((s for s in runner.seeds
-                     if runner.is_finished(variant, s)), None)
+        seed = next(
+            (s for s in runner.seeds if runner.is_finished(variant, s)), None)
         if seed is None:
-            print_log(f'[study] attention: {variant} has no finished run',
-                      logger='current')
+            print_log(
+                f'[study] attention: {variant} has no finished run',
+                logger='current')
             continue
         record = runner.load_record(variant, seed)
         out_dir = osp.join(out_root, variant)
@@ -93,20 +96,30 @@ def analyse_study(runner, num_images: int = 4,
                 tool_path('analysis_tools', 'attention_maps.py'),
                 runner.config_path(variant), record['checkpoint']
             ] + val_images(cfg, num_images) + [
-                '--out-dir', out_dir, '--num-positions', str(num_positions)
+                '--out-dir', out_dir, '--num-positions',
+                str(num_positions)
             ]
-            print_log(f'[study] attention statistics of {variant} seed '
-                      f'{seed}', logger='current')
+            print_log(
+                f'[study] attention statistics of {variant} seed '
+                f'{seed}',
+                logger='current')
             with open(osp.join(out_dir, 'attention_maps.log'), 'w') as log:
-                subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                               env=runner.env(), check=True)
+                subprocess.run(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=runner.env(),
+                    check=True)
             stats = _read(osp.join(out_dir, STATS_FILE))
-        results[variant] = dict(seed=seed, checkpoint=record['checkpoint'],
-                                images=stats['images'],
-                                blocks=stats['blocks'])
+        results[variant] = dict(
+            seed=seed,
+            checkpoint=record['checkpoint'],
+            images=stats['images'],
+            blocks=stats['blocks'])
     write_json(osp.join(runner.work_dir, 'attention.json'), results)
-    atomic_write(osp.join(runner.work_dir, 'attention.md'),
-                 attention_markdown(results, runner.work_dir))
+    atomic_write(
+        osp.join(runner.work_dir, 'attention.md'),
+        attention_markdown(results, runner.work_dir))
     _link_from_study(runner.work_dir)
     return results
 

@@ -36,8 +36,9 @@ def mean_spread(values: Sequence[float]) -> Dict[str, Optional[float]]:
     if n == 0:
         return dict(mean=None, spread=None, n=0)
     mean = math.fsum(values) / n
-    spread = (math.sqrt(math.fsum((v - mean)**2 for v in values) / (n - 1))
-              if n > 1 else None)
+    spread = (
+        math.sqrt(math.fsum(
+            (v - mean)**2 for v in values) / (n - 1)) if n > 1 else None)
     return dict(mean=mean, spread=spread, n=n)
 
 
@@ -75,16 +76,17 @@ def aggregate(runs: List[dict], complexity: Dict[str, dict],
                 [r['metrics'][key] for r in mine if key in r['metrics']])
         for key in ('params', 'flops'):
             row[key] = cost.get(key)
-            row[f'delta_{key}'] = (cost[key] - base[key] if
-                                   key in cost and key in base else None)
+            row[f'delta_{key}'] = (
+                cost[key] - base[key] if key in cost and key in base else None)
         row['train_s_per_iter'] = _mean(
             [r.get('train_s_per_iter') for r in mine])
-        memory = [r['peak_memory_mb'] for r in mine
-                  if r.get('peak_memory_mb') is not None]
+        memory = [
+            r['peak_memory_mb'] for r in mine
+            if r.get('peak_memory_mb') is not None
+        ]
         row['peak_memory_mb'] = max(memory) if memory else None
         row['memory_source'] = next(
-            (r['memory_source'] for r in mine if r.get('memory_source')),
-            None)
+            (r['memory_source'] for r in mine if r.get('memory_source')), None)
         row['infer_s_per_img'] = _mean(
             [r.get('infer_s_per_img') for r in mine])
         rows.append(row)
@@ -121,12 +123,18 @@ def markdown_table(rows: List[dict]) -> str:
     """
     memory = next((r['memory_source'] for r in rows if r['memory_source']),
                   None)
-    mem_head = {'cuda': 'peak GPU mem (MB)',
-                'rss': 'peak RSS (MB)'}.get(memory, 'peak mem (MB)')
-    head = ['variant', 'seeds', 'bbox AP', 'segm AP', 'Δparams (M)',
-            'ΔGFLOPs', 'train s/iter', mem_head, 'infer s/img']
-    lines = ['| ' + ' | '.join(head) + ' |',
-             '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|']
+    mem_head = {
+        'cuda': 'peak GPU mem (MB)',
+        'rss': 'peak RSS (MB)'
+    }.get(memory, 'peak mem (MB)')
+    head = [
+        'variant', 'seeds', 'bbox AP', 'segm AP', 'Δparams (M)', 'ΔGFLOPs',
+        'train s/iter', mem_head, 'infer s/img'
+    ]
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|'
+    ]
     for row in rows:
         cells = [
             row['variant'],
@@ -163,25 +171,32 @@ def plot_chart(rows: List[dict], path: str, title: str) -> None:
     names = [r['variant'] for r in rows]
     xs = list(range(len(rows)))
     fig, (ax_ap, ax_time) = plt.subplots(
-        2, 1, figsize=(max(6, 0.9 * len(rows) + 2), 6), sharex=True,
+        2,
+        1,
+        figsize=(max(6, 0.9 * len(rows) + 2), 6),
+        sharex=True,
         gridspec_kw=dict(height_ratios=(2, 1)))
     width = 0.38
     for offset, column in ((-width / 2, 'bbox'), (width / 2, 'segm')):
         means = [100 * (r[column]['mean'] or 0) for r in rows]
         errors = [100 * (r[column]['spread'] or 0) for r in rows]
-        ax_ap.bar([x + offset for x in xs], means, width, yerr=errors,
-                  capsize=3, label=f'{column} AP')
+        ax_ap.bar([x + offset for x in xs],
+                  means,
+                  width,
+                  yerr=errors,
+                  capsize=3,
+                  label=f'{column} AP')
     ax_ap.set_ylabel('AP x100 (mean ± std over seeds)')
     ax_ap.legend()
     ax_ap.set_title(title)
-    ax_time.bar(xs, [r['train_s_per_iter'] or 0 for r in rows], 0.6,
-                color='grey')
+    ax_time.bar(
+        xs, [r['train_s_per_iter'] or 0 for r in rows], 0.6, color='grey')
     ax_time.set_ylabel('train s/iter')
     ax_time.set_xticks(xs)
     ax_time.set_xticklabels(names, rotation=30, ha='right')
     fig.tight_layout()
-    tmp = osp.join(osp.dirname(osp.abspath(path)),
-                   '.' + osp.basename(path) + '.tmp.png')
+    tmp = osp.join(
+        osp.dirname(osp.abspath(path)), '.' + osp.basename(path) + '.tmp.png')
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)

@@ -37,13 +37,12 @@ On clean data the parsed ``data_list`` is ``CocoDataset``'s, item for item.
 import logging
 import os
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Tuple
-
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmengine.logging import print_log
+from typing import Any, Dict, List, Optional, Tuple
 
 from .class_checks import FROM_FILE, describe_left_out, resolve_classes
 from .coco_checks import (describe_problems, join_examples, load_coco_json,
@@ -86,7 +85,9 @@ class CheckedCocoDataset(CocoDataset):
 
     COCOAPI = CheckedCOCO
 
-    def __init__(self, *args: Any, check_image_files: bool = True,
+    def __init__(self,
+                 *args: Any,
+                 check_image_files: bool = True,
                  **kwargs: Any) -> None:
         self.check_image_files = check_image_files
         super().__init__(*args, **kwargs)
@@ -110,8 +111,8 @@ class CheckedCocoDataset(CocoDataset):
         """
         self._problems: Dict[str, List[Tuple[Any, Any]]] = defaultdict(list)
         self._num_annotations = 0
-        with get_local_path(self.ann_file,
-                            backend_args=self.backend_args) as local_path:
+        with get_local_path(
+                self.ann_file, backend_args=self.backend_args) as local_path:
             coco = self.COCOAPI(local_path)
         self._resolve_classes(coco)
         # CocoDataset.load_data_list reads the file through self.COCOAPI:
@@ -128,7 +129,8 @@ class CheckedCocoDataset(CocoDataset):
                 f'. This data set leaves the skipped ones out (and uses '
                 f'the clipped boxes); CocoMetric evaluates against the file '
                 f'as it is.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         if self.check_image_files:
             self._check_image_files(data_list)
         return data_list
@@ -137,8 +139,8 @@ class CheckedCocoDataset(CocoDataset):
         """Check ``metainfo['classes']`` against the file's categories
         (``'from_file'`` takes them from it); warn about left-out ones."""
         categories = coco.dataset['categories']
-        classes, left_out = resolve_classes(self._metainfo.get('classes'),
-                                            categories, self.ann_file)
+        classes, left_out = resolve_classes(
+            self._metainfo.get('classes'), categories, self.ann_file)
         self._metainfo['classes'] = classes
         palette = self._metainfo.get('palette')
         if isinstance(palette, (list, tuple)) and len(palette) < len(classes):
@@ -150,7 +152,8 @@ class CheckedCocoDataset(CocoDataset):
             print_log(
                 f'{type(self).__name__}: {self.ann_file}: {what}. '
                 f"metainfo=dict(classes='from_file') uses every category",
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         """Skip or clip the image's unusable instances (recording why), then
@@ -175,8 +178,7 @@ class CheckedCocoDataset(CocoDataset):
                 self._problems[reason].append((ann['id'], image['img_id']))
             if usable is not None:
                 kept.append(usable)
-        return super().parse_data_info(
-            dict(raw_data_info, raw_ann_info=kept))
+        return super().parse_data_info(dict(raw_data_info, raw_ann_info=kept))
 
     def filter_data(self) -> List[dict]:
         """``CocoDataset.filter_data``; with ``filter_empty_gt`` (training)
@@ -196,8 +198,8 @@ class CheckedCocoDataset(CocoDataset):
         missing or empty."""
         if not data_list:
             return
-        backend = get_file_backend(data_list[0]['img_path'],
-                                   backend_args=self.backend_args)
+        backend = get_file_backend(
+            data_list[0]['img_path'], backend_args=self.backend_args)
         bad = []
         for info in data_list:
             path = info['img_path']

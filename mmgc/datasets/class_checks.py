@@ -43,8 +43,9 @@ def file_class_names(categories: List[Dict[str, Any]],
     counts = defaultdict(list)
     for category in categories:
         counts[category['name']].append(category['id'])
-    twice = [f'{name!r} (ids {ids})' for name, ids in counts.items()
-             if len(ids) > 1]
+    twice = [
+        f'{name!r} (ids {ids})' for name, ids in counts.items() if len(ids) > 1
+    ]
     if twice:
         raise ValueError(
             f'{source}: {len(twice)} category name(s) used by several '
@@ -54,8 +55,8 @@ def file_class_names(categories: List[Dict[str, Any]],
 
 
 def resolve_classes(
-        configured: Any, categories: List[Dict[str, Any]], source: str
-) -> Tuple[Tuple[str, ...], List[Dict[str, Any]]]:
+        configured: Any, categories: List[Dict[str, Any]],
+        source: str) -> Tuple[Tuple[str, ...], List[Dict[str, Any]]]:
     """Check the configured classes against a file's categories.
 
     Args:
@@ -85,16 +86,15 @@ def resolve_classes(
     configured = tuple(configured)
     repeated = sorted({n for n in configured if configured.count(n) > 1})
     if repeated:
-        raise ValueError(
-            f'{source}: class name(s) given more than once: '
-            f'{join_examples([repr(n) for n in repeated])}')
+        raise ValueError(f'{source}: class name(s) given more than once: '
+                         f'{join_examples([repr(n) for n in repeated])}')
     missing = [name for name in configured if name not in names]
     if missing:
         described = []
         for name in missing:
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-            hint = (' (closest: ' + ', '.join(map(repr, close)) + ')'
-                    if close else ' (no close name)')
+            hint = (' (closest: ' + ', '.join(map(repr, close)) +
+                    ')' if close else ' (no close name)')
             described.append(f'{name!r}{hint}')
         raise ValueError(
             f'{source}: {len(missing)} of {len(configured)} configured class '

@@ -13,12 +13,11 @@
 """
 import json
 import math
+import numpy as np
 from collections import defaultdict
 from numbers import Real
-from typing import Any, Callable, Dict, List, Optional, Tuple
-
-import numpy as np
 from pycocotools import mask as mask_utils
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 #: Reasons :func:`sanitize_instance` gives, with their descriptions.
 OUTSIDE = 'box outside its image'
@@ -129,32 +128,35 @@ def check_coco_dict(data: Any, path: str) -> None:
             raise ValueError(f'{path}: no "{key}" list; a COCO instances '
                              f'file has "images", "annotations" and '
                              f'"categories" (keys found: {sorted(data)})')
-    positive_int = ('an int > 0',
-                    lambda v: isinstance(v, int) and not
-                    isinstance(v, bool) and v > 0)
+    positive_int = (
+        'an int > 0',
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
     has_id = ('an id', lambda v: v is not None)
-    _check_fields(path, 'images', data['images'], {
-        'id': has_id,
-        'file_name': ('a file name', lambda v: isinstance(v, str) and v),
-        'height': positive_int,
-        'width': positive_int,
-    })
+    _check_fields(
+        path, 'images', data['images'], {
+            'id': has_id,
+            'file_name': ('a file name', lambda v: isinstance(v, str) and v),
+            'height': positive_int,
+            'width': positive_int,
+        })
     _check_fields(path, 'categories', data['categories'], {
         'id': has_id,
         'name': ('a name', lambda v: isinstance(v, str)),
     })
     annotations = data.get('annotations', [])
-    _check_fields(path, 'annotations', annotations, {
-        'id': has_id,
-        'image_id': has_id,
-        'category_id': has_id,
-        'bbox': ('[x, y, w, h] of finite numbers',
-                 lambda v: isinstance(v, list) and len(v) == 4 and
-                 all(_is_number(x) for x in v)),
-        'area': ('a finite number', _is_number),
-    })
-    _duplicates(path, 'image', data['images'],
-                lambda e: repr(e['file_name']))
+    _check_fields(
+        path, 'annotations', annotations, {
+            'id':
+            has_id,
+            'image_id':
+            has_id,
+            'category_id':
+            has_id,
+            'bbox': ('[x, y, w, h] of finite numbers', lambda v: isinstance(
+                v, list) and len(v) == 4 and all(_is_number(x) for x in v)),
+            'area': ('a finite number', _is_number),
+        })
+    _duplicates(path, 'image', data['images'], lambda e: repr(e['file_name']))
     _duplicates(path, 'category', data['categories'],
                 lambda e: repr(e['name']))
     _duplicates(path, 'annotation', annotations,
@@ -173,8 +175,8 @@ def check_coco_dict(data: Any, path: str) -> None:
     known = set(category_ids)
     unknown_categories = [
         f'annotation id {ann["id"]!r} (image id {ann["image_id"]!r}) has '
-        f'category_id {ann["category_id"]!r}'
-        for ann in annotations if ann['category_id'] not in known
+        f'category_id {ann["category_id"]!r}' for ann in annotations
+        if ann['category_id'] not in known
     ]
     if unknown_categories:
         _raise(path, 'annotation(s) with a category id not in "categories"',
@@ -192,8 +194,9 @@ def _mask_area(segmentation: Any, height: int, width: int) -> float:
                 continue  # mmdet's LoadAnnotations drops such polygons
             xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)  # [N, 2]
             x, y = xy[:, 0], xy[:, 1]
-            area += 0.5 * abs(np.dot(x, np.roll(y, 1)) -
-                              np.dot(y, np.roll(x, 1)))  # shoelace
+            area += 0.5 * abs(
+                np.dot(x, np.roll(y, 1)) -
+                np.dot(y, np.roll(x, 1)))  # shoelace
         return area
     if isinstance(segmentation, dict):  # RLE
         if list(segmentation.get('size', ())) != [height, width] or \
@@ -253,8 +256,8 @@ def describe_problems(problems: Dict[str, List[Tuple[Any, Any]]],
     """
     lines = []
     for reason, ids in problems.items():
-        shown = join_examples(
-            [f'ann id {a!r} of image {i!r}' for a, i in ids], '; ')
+        shown = join_examples([f'ann id {a!r} of image {i!r}' for a, i in ids],
+                              '; ')
         lines.append(f'{len(ids)} of {total} annotations: {reason} '
                      f'({shown})')
     return '; '.join(lines)

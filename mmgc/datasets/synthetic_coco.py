@@ -19,16 +19,14 @@ cheap (no torch, no mmdet).
 """
 from __future__ import annotations
 
+import cv2
 import json
+import numpy as np
 import os
 import re
 from pathlib import Path
-from typing import (Any, Callable, Dict, List, Optional, Sequence, Tuple,
-                    Union)
-
-import cv2
-import numpy as np
 from pycocotools import mask as mask_utils
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 SYNTHETIC_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star',
                                       'cross')
@@ -39,9 +37,9 @@ MODES: Tuple[str, ...] = ('standard', 'context')
 #: shape ``i`` in scene ``s``.
 CONTEXT_SHAPES: Tuple[str, ...] = ('circle', 'square', 'triangle')
 CONTEXT_SCENES: Tuple[str, ...] = ('striped', 'checkered')
-CONTEXT_CLASSES: Tuple[str, ...] = tuple(
-    f'{shape}_{scene}' for shape in CONTEXT_SHAPES
-    for scene in CONTEXT_SCENES)
+CONTEXT_CLASSES: Tuple[str, ...] = tuple(f'{shape}_{scene}'
+                                         for shape in CONTEXT_SHAPES
+                                         for scene in CONTEXT_SCENES)
 FRAME_FRACTION = 0.08  # width of the scene frame / image side
 FRAME_GAP_FRACTION = 0.06  # least gap between frame and objects / side
 FRAME_PERIOD_FRACTION = 1 / 16  # stripe / checker period / image side
@@ -94,7 +92,8 @@ class SyntheticInstance:
 # --------------------------------------------------------------------------
 # Shape geometry
 # --------------------------------------------------------------------------
-def _regular_polygon(num_vertices: int, radius: float,
+def _regular_polygon(num_vertices: int,
+                     radius: float,
                      start_angle: float = -np.pi / 2) -> np.ndarray:
     """Vertices of a regular polygon centred on the origin.
 
@@ -110,7 +109,8 @@ def _regular_polygon(num_vertices: int, radius: float,
     return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
-def _star(radius: float, inner_ratio: float = 0.45,
+def _star(radius: float,
+          inner_ratio: float = 0.45,
           num_points: int = 5) -> np.ndarray:
     """Vertices of a star with ``num_points`` tips, (2*num_points, 2)."""
     outer = _regular_polygon(num_points, radius)  # (P, 2)
@@ -169,7 +169,8 @@ def _rasterize(vertices: np.ndarray, image_size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _sample_object_mask(shape: str, image_size: int,
+def _sample_object_mask(shape: str,
+                        image_size: int,
                         rng: np.random.Generator,
                         margin: int = 0) -> np.ndarray:
     """Draw one randomly sized, placed and rotated shape.
@@ -184,16 +185,17 @@ def _sample_object_mask(shape: str, image_size: int,
         (H, W) bool mask of the full shape, lying inside the image.
     """
     scale = image_size / REFERENCE_SIZE
-    diameter = np.exp(rng.uniform(np.log(MIN_OBJECT_SIZE * scale),
-                                  np.log(MAX_OBJECT_SIZE * scale)))
+    diameter = np.exp(
+        rng.uniform(
+            np.log(MIN_OBJECT_SIZE * scale), np.log(MAX_OBJECT_SIZE * scale)))
     radius = diameter / 2
     outline = shape_polygon(shape, radius, rng)  # (N, 2)
     angle = rng.uniform(0, 2 * np.pi)
     rotation = np.array([[np.cos(angle), -np.sin(angle)],
                          [np.sin(angle), np.cos(angle)]])  # (2, 2)
     # The circumscribed circle stays inside the image whatever the rotation.
-    centre = rng.uniform(radius + 1 + margin,
-                         image_size - radius - 2 - margin, size=2)  # (2,)
+    centre = rng.uniform(
+        radius + 1 + margin, image_size - radius - 2 - margin, size=2)  # (2,)
     return _rasterize(outline @ rotation.T + centre, image_size)
 
 
@@ -211,21 +213,35 @@ def _background(image_size: int, rng: np.random.Generator) -> np.ndarray:
         (H, W, 3) float32 RGB image in [0, 255].
     """
     coarse = rng.uniform(50, 205, size=(3, 3, 3)).astype(np.float32)
-    canvas = cv2.resize(coarse, (image_size, image_size),
-                        interpolation=cv2.INTER_CUBIC)  # (H, W, 3)
+    canvas = cv2.resize(
+        coarse, (image_size, image_size),
+        interpolation=cv2.INTER_CUBIC)  # (H, W, 3)
     # A few faint clutter strokes (clearly weaker than real objects).
     clutter = canvas.copy()  # (H, W, 3)
     for _ in range(int(rng.integers(1, 4))):
         p0, p1 = rng.uniform(0, image_size, size=(2, 2)).astype(int)
         colour = rng.uniform(0, 255, size=3).tolist()
-        cv2.line(clutter, tuple(map(int, p0)), tuple(map(int, p1)), colour,
-                 thickness=int(rng.integers(1, 4)), lineType=cv2.LINE_AA)
+        cv2.line(
+            clutter,
+            tuple(map(int, p0)),
+            tuple(map(int, p1)),
+            colour,
+            thickness=int(rng.integers(1, 4)),
+            lineType=cv2.LINE_AA)
     for _ in range(int(rng.integers(1, 4))):
         centre = tuple(int(v) for v in rng.uniform(0, image_size, size=2))
         axes = tuple(int(v) for v in rng.uniform(5, image_size / 5, size=2))
         colour = rng.uniform(0, 255, size=3).tolist()
-        cv2.ellipse(clutter, centre, axes, float(rng.uniform(0, 180)), 0, 360,
-                    colour, thickness=-1, lineType=cv2.LINE_AA)
+        cv2.ellipse(
+            clutter,
+            centre,
+            axes,
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            colour,
+            thickness=-1,
+            lineType=cv2.LINE_AA)
     alpha = rng.uniform(0.12, 0.25)
     return (1 - alpha) * canvas + alpha * clutter  # (H, W, 3)
 
@@ -340,7 +356,7 @@ def _placement_ok(full: np.ndarray, instances: Sequence[SyntheticInstance],
 
 
 def render_image(
-    image_size: int, rng: np.random.Generator
+        image_size: int, rng: np.random.Generator
 ) -> Tuple[np.ndarray, List[SyntheticInstance]]:
     """Render one image of the standard mode (see :func:`render_scene`).
 
@@ -353,7 +369,9 @@ def render_image(
 
 
 def render_scene(
-    image_size: int, rng: np.random.Generator, mode: str = 'standard'
+    image_size: int,
+    rng: np.random.Generator,
+    mode: str = 'standard'
 ) -> Tuple[np.ndarray, List[SyntheticInstance], Optional[int]]:
     """Render one image and its instances.
 
@@ -393,8 +411,9 @@ def render_scene(
     num_objects = int(rng.integers(1, MAX_OBJECTS_PER_IMAGE + 1))
     for _ in range(num_objects):
         shape_id = int(rng.integers(1, len(shapes) + 1))
-        category_id = (shape_id if scene is None else
-                       (shape_id - 1) * len(CONTEXT_SCENES) + scene + 1)
+        category_id = (
+            shape_id if scene is None else
+            (shape_id - 1) * len(CONTEXT_SCENES) + scene + 1)
         for _ in range(PLACEMENT_TRIES):
             full = _sample_object_mask(shapes[shape_id - 1], image_size, rng,
                                        margin)  # (H, W)
@@ -470,12 +489,15 @@ def _write_json(path: Path, content: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def generate_split(split: str, image_dir: Union[str, Path],
-                   ann_file: Union[str, Path], num_images: int,
-                   image_size: int, seed: int,
-                   mode: str = 'standard',
-                   progress: Optional[Callable[[], None]] = None
-                   ) -> Dict[str, int]:
+def generate_split(
+        split: str,
+        image_dir: Union[str, Path],
+        ann_file: Union[str, Path],
+        num_images: int,
+        image_size: int,
+        seed: int,
+        mode: str = 'standard',
+        progress: Optional[Callable[[], None]] = None) -> Dict[str, int]:
     """Render one split: PNGs into ``image_dir`` and its COCO JSON.
 
     Args:
@@ -505,27 +527,38 @@ def generate_split(split: str, image_dir: Union[str, Path],
         image, instances, scene = render_scene(image_size, rng,
                                                mode)  # (H, W, 3) RGB
         file_name = f'{index:06d}.png'
-        if not cv2.imwrite(str(image_dir / file_name),
-                           cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        if not cv2.imwrite(
+                str(image_dir / file_name),
+                cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
             raise OSError(f'cv2 could not write {image_dir / file_name}')
         image_id = index + 1
         images.append(
-            dict(id=image_id, file_name=file_name, width=image_size,
-                 height=image_size))
+            dict(
+                id=image_id,
+                file_name=file_name,
+                width=image_size,
+                height=image_size))
         if scene is not None:
             images[-1]['scene'] = CONTEXT_SCENES[scene]
         for inst in instances:
             annotations.append(
-                dict(id=len(annotations) + 1, image_id=image_id,
-                     category_id=inst.category_id, iscrowd=0,
-                     **mask_to_annotation(inst.visible_mask)))
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=inst.category_id,
+                    iscrowd=0,
+                    **mask_to_annotation(inst.visible_mask)))
         if progress is not None:
             progress()
     coco = dict(
-        info=dict(description=f'mmgc synthetic shapes ({split})' +
-                  ('' if mode == 'standard' else f', {mode} mode'),
-                  version=str(GENERATOR_VERSION), year=2024,
-                  contributor='mmgc', url='', date_created=''),
+        info=dict(
+            description=f'mmgc synthetic shapes ({split})' +
+            ('' if mode == 'standard' else f', {mode} mode'),
+            version=str(GENERATOR_VERSION),
+            year=2024,
+            contributor='mmgc',
+            url='',
+            date_created=''),
         licenses=[],
         images=images,
         annotations=annotations,
@@ -554,15 +587,15 @@ def _read_marker(marker: Path) -> Optional[Dict[str, Any]]:
     return content if isinstance(content, dict) else None
 
 
-def generate_synthetic_coco(out_dir: Union[str, Path],
-                            num_train: int = 600,
-                            num_val: int = 100,
-                            image_size: int = 256,
-                            seed: int = 0,
-                            overwrite: bool = False,
-                            mode: str = 'standard',
-                            progress: Optional[Callable[[], None]] = None
-                            ) -> Dict[str, Any]:
+def generate_synthetic_coco(
+        out_dir: Union[str, Path],
+        num_train: int = 600,
+        num_val: int = 100,
+        image_size: int = 256,
+        seed: int = 0,
+        overwrite: bool = False,
+        mode: str = 'standard',
+        progress: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
     """Generate (or reuse) the synthetic shapes data set.
 
     Layout: ``out_dir/{train,val}/NNNNNN.png`` and
@@ -599,15 +632,22 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
         val_img_dir=out_dir / 'val',
         train_ann_file=out_dir / 'annotations' / 'instances_train.json',
         val_ann_file=out_dir / 'annotations' / 'instances_val.json')
-    params = dict(num_train=int(num_train), num_val=int(num_val),
-                  image_size=int(image_size), seed=int(seed),
-                  version=GENERATOR_VERSION)
+    params = dict(
+        num_train=int(num_train),
+        num_val=int(num_val),
+        image_size=int(image_size),
+        seed=int(seed),
+        version=GENERATOR_VERSION)
     if mode != 'standard':  # standard markers stay as they were
         params['mode'] = mode
     marker = out_dir / MARKER_NAME
-    summary: Dict[str, Any] = dict(out_dir=str(out_dir),
-                                   classes=classes,
-                                   **{k: str(v) for k, v in paths.items()})
+    summary: Dict[str, Any] = dict(
+        out_dir=str(out_dir),
+        classes=classes,
+        **{
+            k: str(v)
+            for k, v in paths.items()
+        })
 
     recorded = _read_marker(marker)
     if (not overwrite and recorded is not None
@@ -629,4 +669,3 @@ def generate_synthetic_coco(out_dir: Union[str, Path],
     _write_json(marker, dict(params=params, counts=counts))
     summary.update(counts, generated=True)
     return summary
-

@@ -29,8 +29,7 @@ __all__ = [
     'ProgressRunner', 'RankConsistencyHook', 'combined_digest',
     'first_difference', 'state_digests', 'enable_reliability',
     'reliability_options', 'ResumableEpochBasedTrainLoop',
-    'ResumableIterBasedTrainLoop', 'capture_rng_state',
-    'preserved_rng_state', 'restore_rng_state', 'SkipNonFiniteOptimWrapper',
-    'SkippableBatchSampler', 'wrap_batch_sampler_cfg', 'TRAIN_STATE_KEY',
-    'TrainStateHook'
+    'ResumableIterBasedTrainLoop', 'capture_rng_state', 'preserved_rng_state',
+    'restore_rng_state', 'SkipNonFiniteOptimWrapper', 'SkippableBatchSampler',
+    'wrap_batch_sampler_cfg', 'TRAIN_STATE_KEY', 'TrainStateHook'
 ]

@@ -20,13 +20,12 @@ relies on.
 """
 import os.path as osp
 import tempfile
-from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
-
 import torch
+from contextlib import contextmanager
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from typing import Iterator, List, Optional, Tuple
 
 from .atomic_io import atomic_write
 
@@ -68,8 +67,9 @@ class _DeferredRemovals:
     def commit(self) -> None:
         """Delete the recorded paths (those still there)."""
         for method, path in self._pending:
-            exists = (self._backend.isfile(path) if method == 'remove' else
-                      self._backend.isdir(path))
+            exists = (
+                self._backend.isfile(path)
+                if method == 'remove' else self._backend.isdir(path))
             if exists:
                 getattr(self._backend, method)(path)
         self._pending.clear()
@@ -118,7 +118,10 @@ class AtomicCheckpointHook(CheckpointHook):
             self.backend_args = dict(backend='atomic_local')
         super().before_train(runner)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         """Save a checkpoint when due (mmengine's), atomically.
 
@@ -190,8 +193,8 @@ class AtomicCheckpointHook(CheckpointHook):
                 pointer = osp.join(scratch, POINTER)
                 if osp.isfile(pointer):  # mmengine saved a checkpoint
                     with open(pointer) as f:
-                        atomic_write(osp.join(runner.work_dir, POINTER),
-                                     f.read())
+                        atomic_write(
+                            osp.join(runner.work_dir, POINTER), f.read())
         finally:
             self.file_backend = backend
         deferred.commit()

@@ -10,10 +10,9 @@ synced too, so the rename survives a power cut.
 import os
 import os.path as osp
 import uuid
+from mmengine.fileio import LocalBackend, register_backend
 from pathlib import Path
 from typing import Union
-
-from mmengine.fileio import LocalBackend, register_backend
 
 
 def _fsync_directory(directory: str) -> None:
@@ -29,7 +28,8 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def atomic_write(filepath: Union[str, Path], data: Union[bytes, str],
+def atomic_write(filepath: Union[str, Path],
+                 data: Union[bytes, str],
                  encoding: str = 'utf-8') -> None:
     """Replace ``filepath`` with ``data`` atomically.
 
@@ -80,7 +80,9 @@ class AtomicLocalBackend(LocalBackend):
         """
         atomic_write(filepath, obj)
 
-    def put_text(self, obj: str, filepath: Union[str, Path],
+    def put_text(self,
+                 obj: str,
+                 filepath: Union[str, Path],
                  encoding: str = 'utf-8') -> None:
         """Write text atomically (see :func:`atomic_write`).
 

@@ -16,12 +16,11 @@ allowed as such: it is replaced, for the weights-only unpickler only, by
 ``HistoryBuffer``'s registered statistics methods. Everything else still
 fails. It runs once, on ``import mmgc``.
 """
-import pickle
-from typing import Any, Callable, List
-
 import numpy as np
+import pickle
 import torch
 from mmengine.logging import HistoryBuffer
+from typing import Any, Callable, List
 
 # HistoryBuffer's built-in statistics (its class dict fills lazily, at the
 # first instance) plus any registered with HistoryBuffer.register_statistics.
@@ -29,8 +28,9 @@ _BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
 
 
 def _statistics_names() -> List[str]:
-    return sorted(set(_BUILTIN_STATISTICS)
-                  | set(HistoryBuffer._statistics_methods))
+    return sorted(
+        set(_BUILTIN_STATISTICS)
+        | set(HistoryBuffer._statistics_methods))
 
 
 def history_buffer_attribute(obj: Any, name: str) -> Callable:
@@ -60,9 +60,11 @@ def _numpy_globals() -> List[Any]:
         from numpy._core.multiarray import _reconstruct, scalar
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
-    dtype_classes = [type(np.dtype(t)) for t in (
-        np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
-        np.int8, np.uint8, np.bool_)]
+    dtype_classes = [
+        type(np.dtype(t))
+        for t in (np.float64, np.float32, np.float16, np.int64, np.int32,
+                  np.int16, np.int8, np.uint8, np.bool_)
+    ]
     return [_reconstruct, scalar, np.ndarray, np.dtype, *dtype_classes]
 
 
@@ -73,8 +75,10 @@ def mmengine_checkpoint_globals() -> List[Any]:
         list: Objects (or ``(object, pickled name)`` pairs) for
         ``torch.serialization.add_safe_globals``.
     """
-    return [HistoryBuffer, (history_buffer_attribute, 'builtins.getattr'),
-            *_numpy_globals()]
+    return [
+        HistoryBuffer, (history_buffer_attribute, 'builtins.getattr'),
+        *_numpy_globals()
+    ]
 
 
 def register_safe_globals() -> None:

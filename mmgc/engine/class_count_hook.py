@@ -9,12 +9,11 @@ its ``num_classes`` and the data set's class count. ``tools/train.py`` and
 ``tools/test.py`` add it (:func:`add_class_count_check`); in your own
 configs: ``custom_hooks = [dict(type='ClassCountCheckHook')]``.
 """
-from typing import Any, List, Tuple
-
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from typing import Any, List, Tuple
 
 
 def class_heads(model: Any) -> List[Tuple[str, int]]:
@@ -79,8 +78,7 @@ class ClassCountCheckHook(Hook):
         for split in ('train', 'val', 'test'):
             loop = getattr(runner, f'_{split}_loop', None)
             if isinstance(loop, BaseLoop):
-                check_class_count(runner.model, loop.dataloader.dataset,
-                                  split)
+                check_class_count(runner.model, loop.dataloader.dataset, split)
 
 
 def add_class_count_check(cfg: Config) -> Config:
@@ -93,9 +91,8 @@ def add_class_count_check(cfg: Config) -> Config:
         Config: ``cfg``.
     """
     hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(isinstance(h, dict) and h.get('type') in (
-            'ClassCountCheckHook', 'mmgc.ClassCountCheckHook')
-            for h in hooks):
+    names = ('ClassCountCheckHook', 'mmgc.ClassCountCheckHook')
+    if not any(isinstance(h, dict) and h.get('type') in names for h in hooks):
         hooks.append(dict(type='ClassCountCheckHook'))
     cfg.custom_hooks = hooks
     return cfg

@@ -1,10 +1,9 @@
 """Stop (or report skipped steps) when a loss term becomes NaN or inf."""
 import math
-from typing import Dict, List, Optional
-
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from typing import Dict, List, Optional
 
 from .skip_nonfinite_optim_wrapper import SkipNonFiniteOptimWrapper
 
@@ -60,14 +59,17 @@ class NonFiniteLossHook(Hook):
         Args:
             runner (Runner): The runner.
         """
-        if self.action == 'skip' and not isinstance(
-                runner.optim_wrapper, SkipNonFiniteOptimWrapper):
+        if self.action == 'skip' and not isinstance(runner.optim_wrapper,
+                                                    SkipNonFiniteOptimWrapper):
             raise TypeError(
                 "NonFiniteLossHook(action='skip') needs optim_wrapper.type="
                 f"'SkipNonFiniteOptimWrapper', got "
                 f'{type(runner.optim_wrapper).__name__}')
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs: Optional[dict] = None) -> None:
         """Raise or log when this iteration's loss was not finite.
 

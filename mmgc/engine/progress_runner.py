@@ -12,12 +12,11 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Dict, Iterator, Optional, TextIO
-
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
+from typing import Dict, Iterator, Optional, TextIO
 
 from ..utils.known_warnings import KnownLogMessageFilter
 from ..utils.progress import ProgressBar
@@ -39,9 +38,9 @@ def summary_metrics(metrics: Dict[str, float]) -> str:
     """``'bbox_mAP 0.569, segm_mAP 0.641'``: the metrics whose name ends in
     ``mAP`` (all of them when none does), without the evaluator prefix."""
     main = {k: v for k, v in metrics.items() if k.endswith('mAP')} or metrics
-    return ', '.join(
-        f'{key.split("/")[-1]} {value:.3f}' if isinstance(value, float) else
-        f'{key.split("/")[-1]} {value}' for key, value in main.items())
+    return ', '.join(f'{key.split("/")[-1]} {value:.3f}' if isinstance(
+        value, float) else f'{key.split("/")[-1]} {value}'
+                     for key, value in main.items())
 
 
 @HOOKS.register_module()
@@ -62,7 +61,11 @@ class ProgressBarHook(Hook):
         self.file = sys.stdout if file is None else file
         self._bars: Dict[str, ProgressBar] = {}
 
-    def _start(self, runner, phase: str, total: int, unit: str,
+    def _start(self,
+               runner,
+               phase: str,
+               total: int,
+               unit: str,
                start_at: int = 0) -> None:
         if runner.rank != 0:
             return
@@ -73,8 +76,8 @@ class ProgressBarHook(Hook):
                 self._finish('train')
             else:
                 train_bar.break_line()
-        self._bars[phase] = ProgressBar(total, phase, unit, start_at,
-                                        file=self.file)
+        self._bars[phase] = ProgressBar(
+            total, phase, unit, start_at, file=self.file)
 
     def line_break_filter(self, record: logging.LogRecord) -> bool:
         """A logging filter for the console handler that lets every record
@@ -97,7 +100,10 @@ class ProgressBarHook(Hook):
     def before_train(self, runner) -> None:
         self._start(runner, 'train', runner.max_iters, 'it', runner.iter)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
                          outputs=None) -> None:
         status = None
         if 'train/loss' in runner.message_hub.log_scalars:
@@ -111,7 +117,10 @@ class ProgressBarHook(Hook):
     def before_val_epoch(self, runner) -> None:
         self._start(runner, 'val', len(runner.val_dataloader), 'batch')
 
-    def after_val_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_val_iter(self,
+                       runner,
+                       batch_idx: int,
+                       data_batch=None,
                        outputs=None) -> None:
         self._update('val')
 
@@ -123,7 +132,10 @@ class ProgressBarHook(Hook):
     def before_test_epoch(self, runner) -> None:
         self._start(runner, 'evaluate', len(runner.test_dataloader), 'batch')
 
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+    def after_test_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch=None,
                         outputs=None) -> None:
         self._update('evaluate')
 
@@ -134,8 +146,10 @@ class ProgressBarHook(Hook):
         for phase in list(self._bars):
             self._finish(phase)
         if runner.rank == 0:
-            log_files = [h.baseFilename for h in runner.logger.handlers
-                         if isinstance(h, logging.FileHandler)]
+            log_files = [
+                h.baseFilename for h in runner.logger.handlers
+                if isinstance(h, logging.FileHandler)
+            ]
             if log_files:
                 self.file.write(f'full log: {log_files[0]}\n')
                 self.file.flush()
@@ -159,7 +173,9 @@ class ProgressRunner(Runner):
         super().__init__(*args, **kwargs)
         self.register_hook(self.progress_hook)
 
-    def build_logger(self, log_level='INFO', log_file=None,
+    def build_logger(self,
+                     log_level='INFO',
+                     log_file=None,
                      **kwargs) -> MMLogger:
         logger = super().build_logger(log_level, log_file, **kwargs)
         for handler in console_handlers(logger):
@@ -173,8 +189,10 @@ class ProgressRunner(Runner):
         """Send ``print`` output to the log file while the block runs (on
         ranks other than 0, which keep no log file and log only errors to
         the console, nowhere)."""
-        streams = [h.stream for h in self.logger.handlers
-                   if isinstance(h, logging.FileHandler)]
+        streams = [
+            h.stream for h in self.logger.handlers
+            if isinstance(h, logging.FileHandler)
+        ]
         if streams:
             with contextlib.redirect_stdout(streams[0]):
                 yield

@@ -1,13 +1,12 @@
 """Check after training that every rank holds the same weights."""
 import hashlib
-from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Tuple
-
 import torch
+from collections import OrderedDict
 from mmengine.dist import all_gather_object, broadcast, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from typing import Dict, List, Mapping, Optional, Tuple
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:
@@ -67,11 +66,14 @@ def first_difference(
         tuple or None: ``(key, ranks that differ)``, None if all agree.
     """
     reference = per_rank[0]
-    keys = list(reference) + [k for d in per_rank[1:] for k in d
-                              if k not in reference]
+    keys = list(reference) + [
+        k for d in per_rank[1:] for k in d if k not in reference
+    ]
     for key in keys:
-        ranks = [r for r, d in enumerate(per_rank[1:], 1)
-                 if d.get(key) != reference.get(key)]
+        ranks = [
+            r for r, d in enumerate(per_rank[1:], 1)
+            if d.get(key) != reference.get(key)
+        ]
         if ranks:
             return key, ranks
     return None
@@ -116,8 +118,7 @@ class RankConsistencyHook(Hook):
             for buffer in model.buffers():
                 broadcast(buffer, src=0)
         digests = state_digests(model.state_dict())
-        per_rank = all_gather_object(digests) if world_size > 1 else [
-            digests]
+        per_rank = all_gather_object(digests) if world_size > 1 else [digests]
         difference = first_difference(per_rank)
         if difference is not None:
             key, ranks = difference

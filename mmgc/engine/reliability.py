@@ -14,16 +14,20 @@ e.g. ``--cfg-options reliability.nonfinite_loss=skip`` or
 ``reliability.enable=False``. Users of MMDetection's own ``train.py`` can
 name the same types in their configs (``custom_imports=['mmgc']``).
 """
+from mmengine.config import Config, ConfigDict
 from typing import Any, Dict
 
-from mmengine.config import Config, ConfigDict
-
-DEFAULTS: Dict[str, Any] = dict(enable=True, resume=True,
-                                atomic_checkpoints=True,
-                                nonfinite_loss='raise', check_ranks=True)
+DEFAULTS: Dict[str, Any] = dict(
+    enable=True,
+    resume=True,
+    atomic_checkpoints=True,
+    nonfinite_loss='raise',
+    check_ranks=True)
 NONFINITE_ACTIONS = ('raise', 'skip', 'off')
-_LOOPS = {'IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
-          'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop'}
+_LOOPS = {
+    'IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
+    'EpochBasedTrainLoop': 'ResumableEpochBasedTrainLoop'
+}
 
 
 def reliability_options(cfg: Config) -> Dict[str, Any]:
@@ -55,7 +59,7 @@ def reliability_options(cfg: Config) -> Dict[str, Any]:
 def _has_hook(hooks: list, hook_type: str) -> bool:
     return any(
         isinstance(h, dict) and h.get('type') in (hook_type,
-                                                    f'mmgc.{hook_type}')
+                                                  f'mmgc.{hook_type}')
         for h in hooks)
 
 
@@ -80,8 +84,8 @@ def enable_reliability(cfg: Config) -> Config:
     if options['resume']:
         loop = cfg.train_cfg
         if 'by_epoch' in loop and 'type' not in loop:
-            loop.type = ('EpochBasedTrainLoop' if loop.pop('by_epoch') else
-                         'IterBasedTrainLoop')
+            loop.type = ('EpochBasedTrainLoop'
+                         if loop.pop('by_epoch') else 'IterBasedTrainLoop')
         loop.type = _LOOPS.get(loop.get('type'), loop.get('type'))
     checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
     if options['atomic_checkpoints'] and checkpoint is not None and \
@@ -101,8 +105,8 @@ def enable_reliability(cfg: Config) -> Config:
                 "'OptimWrapper' (or 'SkipNonFiniteOptimWrapper'), got "
                 f"{None if wrapper is None else wrapper.get('type')!r}")
         if not _has_hook(custom_hooks, 'NonFiniteLossHook'):
-            custom_hooks.append(ConfigDict(type='NonFiniteLossHook',
-                                           action=action))
+            custom_hooks.append(
+                ConfigDict(type='NonFiniteLossHook', action=action))
     if options['check_ranks'] and not _has_hook(custom_hooks,
                                                 'RankConsistencyHook'):
         custom_hooks.append(ConfigDict(type='RankConsistencyHook'))

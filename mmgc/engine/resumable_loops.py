@@ -29,12 +29,11 @@ this relies on.
 import logging
 import time
 from functools import partial
-from typing import Dict, Optional, Sequence
-
 from mmengine.logging import print_log
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import DataLoader
+from typing import Dict, Optional, Sequence
 
 from .rng_state import preserved_rng_state, restore_rng_state
 from .skippable_batch_sampler import (SkippableBatchSampler,
@@ -46,8 +45,8 @@ def _set_sampler_epoch(dataloader: DataLoader, epoch: int) -> None:
     """``set_epoch`` on the loader's sampler, as mmengine's loops do."""
     if hasattr(dataloader.sampler, 'set_epoch'):
         dataloader.sampler.set_epoch(epoch)
-    elif hasattr(getattr(dataloader.batch_sampler, 'sampler', None),
-                 'set_epoch'):
+    elif hasattr(
+            getattr(dataloader.batch_sampler, 'sampler', None), 'set_epoch'):
         dataloader.batch_sampler.sampler.set_epoch(epoch)
 
 
@@ -83,7 +82,9 @@ class ResumableDataIterator:
     def __iter__(self) -> 'ResumableDataIterator':
         return self
 
-    def resume(self, skip_draws: int, rng_state: Optional[dict],
+    def resume(self,
+               skip_draws: int,
+               rng_state: Optional[dict],
                position: Optional[Dict[str, int]] = None) -> None:
         """Prepare for mmengine's skip of ``skip_draws`` trained iterations.
 
@@ -153,7 +154,8 @@ class ResumableDataIterator:
                 'continue to iterate. It is recommended to use '
                 '`mmengine.dataset.InfiniteSampler` to enable the dataloader '
                 'to iterate infinitely.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
             self.epoch += 1
             self.batches = 0
             _set_sampler_epoch(self.dataloader, self.epoch)
@@ -193,7 +195,8 @@ class _ResumableMixin:
                 'The resumed checkpoint has no RNG/data-position state '
                 '(not written by a resumable loop): data order is restored '
                 'by re-fetching, random streams are not.',
-                logger='current', level=logging.WARNING)
+                logger='current',
+                level=logging.WARNING)
         return state
 
 
@@ -223,15 +226,16 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
         Returns:
             dict: ``epoch`` and ``batches``.
         """
-        return dict(epoch=self.dataloader_iterator.epoch,
-                    batches=self.dataloader_iterator.batches)
+        return dict(
+            epoch=self.dataloader_iterator.epoch,
+            batches=self.dataloader_iterator.batches)
 
     def run(self) -> None:
         """Launch training (mmengine's ``run``, resuming the data exactly)."""
         if self.iter > 0:
             state = self._take_resume_state()
-            by_index = (state is not None
-                        and _skippable(self.dataloader) is not None)
+            by_index = (
+                state is not None and _skippable(self.dataloader) is not None)
             self.dataloader_iterator.resume(
                 self.iter, state and state['rng'],
                 state['data'] if by_index else None)
@@ -302,9 +306,9 @@ class ResumableEpochBasedTrainLoop(_ResumableMixin, EpochBasedTrainLoop):
                 self._first_batch = data['batches']  # saved mid-epoch
                 # restored once the loader's iterator is made and
                 # positioned, before it fetches
-                skippable.skip_next(self._first_batch,
-                                    then=partial(restore_rng_state,
-                                                 state['rng']))
+                skippable.skip_next(
+                    self._first_batch,
+                    then=partial(restore_rng_state, state['rng']))
             else:  # epoch boundary: before the loader's iterator is made
                 restore_rng_state(state['rng'])
         super().run_epoch()

@@ -6,12 +6,11 @@ uninterrupted run had them. The states are stored as plain python values and
 tensors so that checkpoints stay loadable under torch's ``weights_only``
 default.
 """
+import numpy as np
 import random
+import torch
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator
-
-import numpy as np
-import torch
 
 
 def capture_rng_state() -> Dict[str, Any]:
@@ -24,8 +23,12 @@ def capture_rng_state() -> Dict[str, Any]:
     name, key, pos, has_gauss, gauss = np.random.get_state()
     state = dict(
         python=random.getstate(),
-        numpy=dict(name=str(name), key=key.tolist(), pos=int(pos),
-                   has_gauss=int(has_gauss), gauss=float(gauss)),
+        numpy=dict(
+            name=str(name),
+            key=key.tolist(),
+            pos=int(pos),
+            has_gauss=int(has_gauss),
+            gauss=float(gauss)),
         torch=torch.get_rng_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()

@@ -1,13 +1,12 @@
 """An optimizer wrapper that never applies a step computed from a NaN or
 infinite loss."""
 import logging
-from typing import Dict, Optional
-
 import torch
 from mmengine.dist import all_reduce
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+from typing import Dict, Optional
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -40,7 +39,8 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
         all_reduce(flag, op='min')  # no-op without a process group
         return bool(flag.item())
 
-    def update_params(self, loss: torch.Tensor,
+    def update_params(self,
+                      loss: torch.Tensor,
                       step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
         """Back-propagate and step, unless a rank's loss is not finite.
@@ -60,6 +60,8 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
         iteration = MessageHub.get_current_instance().get_info('iter')
         where = '' if iteration is None else f' at iteration {iteration + 1}'
         total = float(loss.detach())
-        print_log(f'Non-finite loss{where} (total {total:.4g}): '
-                  'optimizer step skipped', logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f'Non-finite loss{where} (total {total:.4g}): '
+            'optimizer step skipped',
+            logger='current',
+            level=logging.WARNING)

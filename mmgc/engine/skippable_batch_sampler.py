@@ -9,10 +9,9 @@ which reproduces bucketing samplers such as MMDetection's
 """
 import copy
 import itertools
-from typing import Callable, Iterator, List, Optional
-
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import BatchSampler, Sampler
+from typing import Callable, Iterator, List, Optional
 
 
 @DATA_SAMPLERS.register_module()
@@ -30,7 +29,9 @@ class SkippableBatchSampler:
             Defaults to False.
     """
 
-    def __init__(self, sampler: Sampler, batch_size: int,
+    def __init__(self,
+                 sampler: Sampler,
+                 batch_size: int,
                  batch_sampler: Optional[dict] = None,
                  drop_last: bool = False) -> None:
         self.sampler = sampler
@@ -48,10 +49,11 @@ class SkippableBatchSampler:
         else:
             self.batch_sampler = DATA_SAMPLERS.build(
                 copy.deepcopy(self.batch_sampler_cfg),
-                default_args=dict(sampler=self.sampler,
-                                  batch_size=self.batch_size))
+                default_args=dict(
+                    sampler=self.sampler, batch_size=self.batch_size))
 
-    def skip_next(self, num_batches: int,
+    def skip_next(self,
+                  num_batches: int,
                   then: Optional[Callable[[], None]] = None) -> None:
         """Make the next ``__iter__`` start after ``num_batches`` batches.
 
@@ -100,11 +102,12 @@ def wrap_batch_sampler_cfg(dataloader_cfg: dict) -> dict:
     if inner is not None and not isinstance(inner, dict):
         cfg['batch_sampler'] = inner  # a built object: left as it is
         return cfg
-    if inner is not None and inner.get('type') in (
-            'SkippableBatchSampler', SkippableBatchSampler):
+    if inner is not None and inner.get('type') in ('SkippableBatchSampler',
+                                                   SkippableBatchSampler):
         cfg['batch_sampler'] = inner
         return cfg
     cfg['batch_sampler'] = dict(
-        type=SkippableBatchSampler, batch_sampler=inner,
+        type=SkippableBatchSampler,
+        batch_sampler=inner,
         drop_last=cfg.pop('drop_last', False))
     return cfg

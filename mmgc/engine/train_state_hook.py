@@ -1,7 +1,6 @@
 """Carry the random generators and the data position in checkpoints."""
-from typing import Optional
-
 from mmengine.hooks import Hook
+from typing import Optional
 
 from .rng_state import capture_rng_state, restore_rng_state
 
@@ -38,8 +37,7 @@ class TrainStateHook(Hook):
             checkpoint (dict): The checkpoint being saved.
         """
         checkpoint[TRAIN_STATE_KEY] = dict(
-            version=1, rng=capture_rng_state(),
-            data=self.loop.data_position())
+            version=1, rng=capture_rng_state(), data=self.loop.data_position())
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Stash the loaded state for the loop (used only when resuming).

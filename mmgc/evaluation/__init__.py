@@ -12,6 +12,6 @@ from .test_outcome import (empty_test_reason, score_thr_keys, to_json_value,
 __all__ = [
     'CheckedCocoMetric', 'enable_classwise', 'NothingEvaluatedError',
     'check_coverage', 'evaluate_predictions', 'evaluate_results_json',
-    'load_predictions', 'empty_test_reason', 'score_thr_keys',
-    'to_json_value', 'write_metrics'
+    'load_predictions', 'empty_test_reason', 'score_thr_keys', 'to_json_value',
+    'write_metrics'
 ]

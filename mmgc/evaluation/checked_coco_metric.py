@@ -20,11 +20,10 @@ it ``coco/<class name>_precision`` for both, so segm's overwrite bbox's.
 """
 import logging
 from collections import OrderedDict
-from typing import Any, Optional, Sequence, Union
-
 from mmdet.evaluation import CocoMetric
 from mmdet.registry import METRICS
 from mmengine.logging import print_log
+from typing import Any, Optional, Sequence, Union
 
 from ..datasets.class_checks import describe_left_out, resolve_classes
 from ..datasets.coco_checks import check_coco_dict
@@ -66,8 +65,8 @@ class CheckedCocoMetric(CocoMetric):
         if dataset_meta is None or self._coco_api is None:
             return
         categories = self._coco_api.dataset['categories']
-        classes, left_out = resolve_classes(dataset_meta.get('classes'),
-                                            categories, self.ann_file)
+        classes, left_out = resolve_classes(
+            dataset_meta.get('classes'), categories, self.ann_file)
         self._dataset_meta['classes'] = classes
         if left_out:
             what = describe_left_out(
@@ -75,7 +74,9 @@ class CheckedCocoMetric(CocoMetric):
                 len(categories))
             print_log(
                 f'{type(self).__name__}: {self.ann_file}: {what} -- not '
-                f'evaluated', logger='current', level=logging.WARNING)
+                f'evaluated',
+                logger='current',
+                level=logging.WARNING)
 
     def compute_metrics(self, results: Sequence) -> dict:
         """``CocoMetric.compute_metrics``, counting the detections; with
@@ -100,8 +101,8 @@ class CheckedCocoMetric(CocoMetric):
 
 
 #: Metric types whose ``classwise`` option :func:`enable_classwise` sets.
-CLASSWISE_METRICS = ('CocoMetric', 'CheckedCocoMetric',
-                     'mmdet.CocoMetric', 'mmgc.CheckedCocoMetric')
+CLASSWISE_METRICS = ('CocoMetric', 'CheckedCocoMetric', 'mmdet.CocoMetric',
+                     'mmgc.CheckedCocoMetric')
 
 
 def enable_classwise(evaluator_cfg: Union[dict, list]) -> None:

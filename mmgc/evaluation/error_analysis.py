@@ -27,13 +27,12 @@ Sim/Oth; here they are ignored, as in the COCO API's analysis.)
 """
 import contextlib
 import io
+import numpy as np
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from typing import Dict, List, Optional, Sequence, Tuple
 
 #: The stacked curves, strictest first.
 CURVES = ('C75', 'C50', 'Loc', 'Sim', 'Oth', 'BG', 'FN')
@@ -68,8 +67,11 @@ def _quiet_coco(dataset: dict) -> COCO:
     return coco
 
 
-def _precision(coco_gt: COCO, coco_dt: COCO, iou_type: str,
-               iou_thrs: Sequence[float], cat_ids: Sequence[int],
+def _precision(coco_gt: COCO,
+               coco_dt: COCO,
+               iou_type: str,
+               iou_thrs: Sequence[float],
+               cat_ids: Sequence[int],
                area_rng: Optional[List[List[float]]],
                evaluator: type = COCOeval) -> Tuple[np.ndarray, np.ndarray]:
     """PR curves at 100 detections per image.
@@ -93,8 +95,7 @@ def _precision(coco_gt: COCO, coco_dt: COCO, iou_type: str,
 
 def _confusion_precision(coco_gt: COCO, coco_dt: COCO, iou_type: str,
                          cat_id: int, confused: set,
-                         area_rng: Optional[List[List[float]]]
-                         ) -> np.ndarray:
+                         area_rng: Optional[List[List[float]]]) -> np.ndarray:
     """PR ``[R, A]`` of class ``cat_id`` at IoU .1 with the objects of the
     ``confused`` classes turned into its ignored objects."""
     annotations = []
@@ -102,20 +103,27 @@ def _confusion_precision(coco_gt: COCO, coco_dt: COCO, iou_type: str,
         if ann['category_id'] == cat_id:
             annotations.append(ann)
         elif ann['category_id'] in confused:
-            annotations.append(dict(ann, category_id=cat_id,
-                                    **{CONFUSION_FLAG: 1}))
+            annotations.append(
+                dict(ann, category_id=cat_id, **{CONFUSION_FLAG: 1}))
     gt = _quiet_coco(dict(coco_gt.dataset, annotations=annotations))
-    dt = _quiet_coco(dict(coco_dt.dataset, annotations=[
-        ann for ann in coco_dt.dataset['annotations']
-        if ann['category_id'] == cat_id]))
+    dt = _quiet_coco(
+        dict(
+            coco_dt.dataset,
+            annotations=[
+                ann for ann in coco_dt.dataset['annotations']
+                if ann['category_id'] == cat_id
+            ]))
     precision, _ = _precision(gt, dt, iou_type, [0.1], [cat_id], area_rng,
                               ConfusionIgnoringCOCOeval)
     return precision[0, :, 0, :]  # [R, A]
 
 
-def error_curves(coco_gt: COCO, coco_dt: COCO, iou_type: str = 'bbox',
-                 areas: Optional[Sequence[float]] = None
-                 ) -> Tuple[np.ndarray, np.ndarray]:
+def error_curves(
+        coco_gt: COCO,
+        coco_dt: COCO,
+        iou_type: str = 'bbox',
+        areas: Optional[Sequence[float]] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """The stacked PR curves of every class and area.
 
     Args:
@@ -140,16 +148,20 @@ def error_curves(coco_gt: COCO, coco_dt: COCO, iou_type: str = 'bbox',
         area_rng = [[0, areas[2]], [0, areas[0]], [areas[0], areas[1]],
                     [areas[1], areas[2]]]
     cat_ids = coco_gt.getCatIds()
-    strict, rec_thrs = _precision(coco_gt, coco_dt, iou_type,
-                                  [0.75, 0.5, 0.1], cat_ids,
-                                  area_rng)  # [3, R, K, A]
+    strict, rec_thrs = _precision(coco_gt, coco_dt, iou_type, [0.75, 0.5, 0.1],
+                                  cat_ids, area_rng)  # [3, R, K, A]
     curves = np.zeros((len(CURVES), *strict.shape[1:]))  # [7, R, K, A]
     curves[:3] = strict
-    supercategory = {c['id']: c.get('supercategory')
-                     for c in coco_gt.dataset['categories']}
+    supercategory = {
+        c['id']: c.get('supercategory')
+        for c in coco_gt.dataset['categories']
+    }
     for k, cat_id in enumerate(cat_ids):
-        same = {c for c, s in supercategory.items()
-                if s == supercategory[cat_id] and c != cat_id}
+        same = {
+            c
+            for c, s in supercategory.items()
+            if s == supercategory[cat_id] and c != cat_id
+        }
         others = set(cat_ids) - {cat_id}
         curves[3, :, k] = _confusion_precision(coco_gt, coco_dt, iou_type,
                                                cat_id, same, area_rng)
@@ -187,8 +199,12 @@ def plot_curves(curves: np.ndarray, rec_thrs: np.ndarray, title: str,
     lower = np.zeros_like(rec_thrs)  # [R]
     for name, colour, upper in zip(CURVES, COLOURS, curves):
         ax.plot(rec_thrs, upper, color=(0, 0, 0), linewidth=0.5)
-        ax.fill_between(rec_thrs, lower, upper, color=colour,
-                        label=f'[{upper.mean():.3f}] {name}')
+        ax.fill_between(
+            rec_thrs,
+            lower,
+            upper,
+            color=colour,
+            label=f'[{upper.mean():.3f}] {name}')
         lower = upper
     ax.set_xlabel('recall')
     ax.set_ylabel('precision')
@@ -199,11 +215,14 @@ def plot_curves(curves: np.ndarray, rec_thrs: np.ndarray, title: str,
     fig.savefig(out_file)
 
 
-def analyze_results(coco_gt: COCO, coco_dt: COCO, out_dir: str,
-                    iou_type: str = 'bbox',
-                    areas: Optional[Sequence[float]] = None,
-                    plot_classes: Optional[Sequence[str]] = None
-                    ) -> Dict[str, Dict[str, Dict[str, float]]]:
+def analyze_results(
+    coco_gt: COCO,
+    coco_dt: COCO,
+    out_dir: str,
+    iou_type: str = 'bbox',
+    areas: Optional[Sequence[float]] = None,
+    plot_classes: Optional[Sequence[str]] = None
+) -> Dict[str, Dict[str, Dict[str, float]]]:
     """Write the PR pictures ``<out_dir>/<iou_type>/<iou_type>-<class>-
     <area>.png`` (mmdet's names: ``allclass`` for the mean over classes,
     areas ``allarea``, ``small``, ``medium``, ``large``) and return the
@@ -236,8 +255,10 @@ def analyze_results(coco_gt: COCO, coco_dt: COCO, out_dir: str,
     summary = {}
     for name, class_curves in per_class:  # [7, R, A]
         aps = curve_aps(class_curves)  # [7, A]
-        summary[name] = {area: dict(zip(CURVES, map(float, aps[:, a])))
-                         for a, area in enumerate(AREAS)}
+        summary[name] = {
+            area: dict(zip(CURVES, map(float, aps[:, a])))
+            for a, area in enumerate(AREAS)
+        }
         if plot_classes is not None and name != 'allclass' and \
                 name not in plot_classes:
             continue

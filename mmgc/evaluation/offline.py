@@ -15,12 +15,11 @@ images (their objects would count as missed), categories it does not
 define.
 """
 import json
+import numpy as np
 import os.path as osp
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence
-
-import numpy as np
 from mmengine.config import Config
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..datasets.coco_checks import join_examples
 from .checked_coco_metric import CheckedCocoMetric, enable_classwise
@@ -96,7 +95,8 @@ def check_coverage(pred_ids: Sequence[Any], img_ids: Sequence[Any],
             f'missed). Predict the whole test set (tools/test.py --out)')
 
 
-def evaluate_predictions(cfg: Config, predictions: List[dict],
+def evaluate_predictions(cfg: Config,
+                         predictions: List[dict],
                          source: str = 'predictions',
                          classwise: bool = True) -> Dict[str, Any]:
     """Evaluate ``tools/test.py --out`` predictions with the config's test
@@ -145,9 +145,12 @@ def load_results_json(path: str) -> List[dict]:
     except ValueError as e:
         raise ValueError(f'{path}: not valid JSON ({e})') from e
     keys = ('image_id', 'category_id', 'score')
-    if not isinstance(results, list) or not all(
-            isinstance(r, dict) and all(k in r for k in keys) and
-            ('bbox' in r or 'segmentation' in r) for r in results):
+
+    def is_result(r) -> bool:
+        return (isinstance(r, dict) and all(k in r for k in keys)
+                and ('bbox' in r or 'segmentation' in r))
+
+    if not isinstance(results, list) or not all(map(is_result, results)):
         raise ValueError(
             f'{path}: expected a COCO results list: [{{"image_id", '
             f'"category_id", "score", "bbox" or "segmentation"}}, ...]')
@@ -191,10 +194,10 @@ def results_iou_type(results: List[dict], path: str) -> str:
                      f'not; give box and mask results as two files')
 
 
-def evaluate_results_json(ann_file: str, results_files: Sequence[str],
+def evaluate_results_json(ann_file: str,
+                          results_files: Sequence[str],
                           classwise: bool = True,
-                          metric_cfg: Optional[dict] = None
-                          ) -> Dict[str, Any]:
+                          metric_cfg: Optional[dict] = None) -> Dict[str, Any]:
     """Evaluate COCO results files against a COCO annotation file.
 
     Args:
@@ -217,9 +220,11 @@ def evaluate_results_json(ann_file: str, results_files: Sequence[str],
             raise ValueError(f'{seen[iou_type]} and {path} are both '
                              f'{iou_type} results; give one file per type')
         seen[iou_type] = path
-        metric = CheckedCocoMetric(ann_file=ann_file, metric=iou_type,
-                                   classwise=classwise,
-                                   **(metric_cfg or {}))
+        metric = CheckedCocoMetric(
+            ann_file=ann_file,
+            metric=iou_type,
+            classwise=classwise,
+            **(metric_cfg or {}))
         metric.dataset_meta = dict(classes='from_file')
         coco = metric._coco_api
         check_results(results, coco.dataset, path, ann_file)
@@ -232,21 +237,21 @@ def evaluate_results_json(ann_file: str, results_files: Sequence[str],
         pairs = []
         for img_id, img in images.items():  # images without results too
             found = per_image.get(img_id, [])
-            boxes = [r['bbox'] if 'bbox' in r else
-                     mask_utils.toBbox(r['segmentation']).tolist()
-                     for r in found]
+            boxes = [
+                r['bbox'] if 'bbox' in r else mask_utils.toBbox(
+                    r['segmentation']).tolist() for r in found
+            ]
             xywh = np.array(boxes, dtype=np.float64).reshape(-1, 4)  # [N, 4]
             pred = dict(
                 img_id=img_id,
-                bboxes=np.concatenate([xywh[:, :2], xywh[:, :2] +
-                                       xywh[:, 2:]], axis=1),  # [N, 4] xyxy
+                bboxes=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]],
+                                      axis=1),  # [N, 4] xyxy
                 scores=np.array([r['score'] for r in found]),  # [N]
                 labels=np.array([label[r['category_id']] for r in found],
                                 dtype=np.int64))  # [N]
             if iou_type == 'segm':
                 pred['masks'] = [r['segmentation'] for r in found]
-            gt = dict(img_id=img_id, width=img['width'],
-                      height=img['height'])
+            gt = dict(img_id=img_id, width=img['width'], height=img['height'])
             pairs.append((gt, pred))
         part = metric.compute_metrics(pairs)
         reason = empty_test_reason(part, dict(metrics=[metric]))

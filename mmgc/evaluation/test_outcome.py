@@ -40,7 +40,8 @@ def score_thr_keys(model_cfg: Any, prefix: str = 'model') -> List[str]:
     return found
 
 
-def empty_test_reason(metrics: Dict[str, Any], evaluator: Any,
+def empty_test_reason(metrics: Dict[str, Any],
+                      evaluator: Any,
                       model_cfg: Any = None) -> Optional[str]:
     """Why a test's ``metrics`` measure nothing, or None when they do.
 

@@ -48,15 +48,14 @@ entry order; two of one type there need distinct ``postfix`` values in
 ``cfg``.
 """
 import inspect
-from functools import partial
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
-
 import torch
+from functools import partial
 from mmcv.cnn.bricks.plugin import infer_abbr
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch import Tensor, nn
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 from .utils.module_paths import match_module_paths
 from .utils.output_plugins import add_plugin
@@ -137,9 +136,14 @@ def probe_input(module: nn.Module, size: int) -> Tuple[Any, ...]:
     device = param.device if param is not None else 'cpu'
     channels = getattr(module, 'in_channels', 3)
     if isinstance(channels, (list, tuple)):
-        return ([torch.randn(1, c, max(size >> i, 1), max(size >> i, 1),
-                             generator=generator).to(device)
-                 for i, c in enumerate(channels)], )
+        return ([
+            torch.randn(
+                1,
+                c,
+                max(size >> i, 1),
+                max(size >> i, 1),
+                generator=generator).to(device) for i, c in enumerate(channels)
+        ], )
     channels = channels if _is_int(channels) else 3
     return (torch.randn(1, channels, size, size,
                         generator=generator).to(device), )
@@ -182,8 +186,8 @@ def _nchw_channels(key: str, where: str, value: Any, owner: str) -> int:
     ``where`` gave instead."""
     if isinstance(value, Tensor) and value.dim() == 4:
         return int(value.shape[1])
-    got = (f'a tensor of shape {tuple(value.shape)}'
-           if isinstance(value, Tensor) else f'a {type(value).__name__}')
+    got = (f'a tensor of shape {tuple(value.shape)}' if isinstance(
+        value, Tensor) else f'a {type(value).__name__}')
     raise ArgumentError(
         f'{owner}: {key}: {where} gives {got}, not an NCHW map [B, C, H, '
         f'W], which mmgc\'s blocks take. Token backbones (Swin, PVT): '
@@ -202,8 +206,7 @@ def _check_entry(key: str, entry: Any, names: Sequence[str],
             f"patterns, e.g. 'stages.2.*') and outputs= (indices of the "
             f'returned maps, e.g. (1, 2, 3)); got keys {sorted(entry)}')
     if 'after' in entry:
-        return match_module_paths(f'{key}.after', entry['after'], names,
-                                  owner)
+        return match_module_paths(f'{key}.after', entry['after'], names, owner)
     outputs = entry['outputs']
     if not isinstance(outputs, (list, tuple)) or not outputs or not all(
             _is_int(i) and i >= 0 for i in outputs) or \
@@ -214,7 +217,8 @@ def _check_entry(key: str, entry: Any, names: Sequence[str],
     return tuple(outputs)
 
 
-def attach_plugins(module: nn.Module, attach: Sequence[Mapping],
+def attach_plugins(module: nn.Module,
+                   attach: Sequence[Mapping],
                    probe_size: int = 64,
                    owner: str = '') -> List[str]:
     """Attach mmgc blocks to ``module`` as ``attach`` says (module doc).
@@ -243,8 +247,10 @@ def attach_plugins(module: nn.Module, attach: Sequence[Mapping],
             f"like dict(cfg=dict(type='GCBlock', ratio=1 / 16), "
             f"after='stages.2.*')")
     names = [name for name, _ in module.named_modules() if name]
-    targets = [_check_entry(f'attach[{i}]', entry, names, owner)
-               for i, entry in enumerate(attach)]
+    targets = [
+        _check_entry(f'attach[{i}]', entry, names, owner)
+        for i, entry in enumerate(attach)
+    ]
     probed = sorted({n for t in targets if isinstance(t, list) for n in t})
     calls, output = probe_outputs(module, probed, probe_size)
     channels: Dict[Any, int] = {}
@@ -258,8 +264,8 @@ def attach_plugins(module: nn.Module, attach: Sequence[Mapping],
                         f'{len(calls[name])} times per forward pass; a '
                         f'block there would run after each call. Allowed: '
                         f'modules that run once (e.g. its parent block)')
-                channels[name] = _nchw_channels(
-                    key, f'module {name!r}', calls[name][0], owner)
+                channels[name] = _nchw_channels(key, f'module {name!r}',
+                                                calls[name][0], owner)
             continue
         if not isinstance(output, (list, tuple)):
             raise ArgumentError(
@@ -303,15 +309,15 @@ def _check_names(module: nn.Module, attach: Sequence[Mapping],
     for entry, target in zip(attach, targets):
         cfg = entry['cfg']
         with ROOT_MODELS.switch_scope_and_registry(None) as registry:
-            cls = (cfg['type'] if inspect.isclass(cfg['type']) else
-                   registry.get(cfg['type']))
+            cls = (
+                cfg['type']
+                if inspect.isclass(cfg['type']) else registry.get(cfg['type']))
         name = infer_abbr(cls) + str(cfg.get('postfix', ''))
         for place in target:
             path = f'{CONTAINER}.{slot_path(place)}'
             if path not in taken:
                 try:
-                    taken[path] = list(
-                        module.get_submodule(path).plugin_names)
+                    taken[path] = list(module.get_submodule(path).plugin_names)
                 except AttributeError:  # no slot there yet
                     taken[path] = []
             if name in taken[path]:

@@ -11,9 +11,8 @@ whether it defines ``attention_maps(x, queries)`` (the interface documented
 in :mod:`mmgc.analysis.attention`).
 """
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
-
 from torch import nn
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 from .cbam_block import CBAMBlock
 from .gc_block import GCBlock
@@ -92,8 +91,7 @@ class BlockEntry:
         variant = next(iter(self.examples)) if variant is None else variant
         return dict(type=self.type, **self.examples[variant])
 
-    def build(self, channels: int, variant: Optional[str] = None
-              ) -> nn.Module:
+    def build(self, channels: int, variant: Optional[str] = None) -> nn.Module:
         """The block for a ``channels``-channel map (a conv layer keeps the
         width: ``channels`` out)."""
         cfg = self.config(variant)
@@ -107,63 +105,92 @@ _NL_MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
 
 CATALOGUE: Tuple[BlockEntry, ...] = (
     BlockEntry(
-        GCBlock, PLUGIN, 'GC',
+        GCBlock,
+        PLUGIN,
+        'GC',
         examples={
-            'add': dict(ratio=1 / 16),
-            'avg': dict(ratio=1 / 4, pooling_type='avg'),
-            'add_mul': dict(ratio=1 / 4,
-                            fusion_types=('channel_add', 'channel_mul')),
+            'add':
+            dict(ratio=1 / 16),
+            'avg':
+            dict(ratio=1 / 4, pooling_type='avg'),
+            'add_mul':
+            dict(ratio=1 / 4, fusion_types=('channel_add', 'channel_mul')),
         },
         valid_args=dict(in_channels=16, ratio=1 / 4),
         invalid=(bad('ratio', 0), bad('ratio', -0.5), bad('ratio', 1 / 32),
                  bad('pooling_type', 'max'), bad('transform', 'mlp')),
         query_independent=True),
     BlockEntry(
-        SEBlock, PLUGIN, 'SE',
-        examples={'r16': dict(ratio=1 / 16), 'r4': dict(ratio=1 / 4)},
-        valid_args=dict(in_channels=16),
-        invalid=(bad('in_channels', 0), bad('ratio', 0),
-                 bad('ratio', -1 / 16), bad('ratio', 1 / 32),
-                 bad('act_cfg', 'ReLU'))),
-    BlockEntry(
-        NLBlock, PLUGIN, 'NL',
+        SEBlock,
+        PLUGIN,
+        'SE',
         examples={
-            f'{mode}{"_sub" if sub else ""}': (
-                dict(mode=mode, sub_sample=True) if sub else dict(mode=mode))
-            for mode in _NL_MODES for sub in (False, True)
+            'r16': dict(ratio=1 / 16),
+            'r4': dict(ratio=1 / 4)
         },
         valid_args=dict(in_channels=16),
-        invalid=(bad('in_channels', -3), bad('reduction', 0),
-                 bad('reduction', 1.5), bad('mode', 'softmax'),
-                 bad('std', 0), bad('use_scale', 'yes'))),
+        invalid=(bad('in_channels', 0), bad('ratio', 0), bad('ratio', -1 / 16),
+                 bad('ratio', 1 / 32), bad('act_cfg', 'ReLU'))),
     BlockEntry(
-        SASABlock, PLUGIN, 'SASA',
-        examples={'k3': dict(kernel_size=3, num_heads=8),
-                  'k7': dict(kernel_size=7, num_heads=4)},
-        valid_args=dict(in_channels=16, num_heads=2),
-        invalid=(bad('kernel_size', 6), bad('num_heads', 5),
-                 bad('in_channels', 10))),
-    BlockEntry(
-        SASAConv, CONV, 'SASA',
-        examples={'k7': dict(kernel_size=7, num_heads=4),
-                  'k3_s2': dict(kernel_size=3, stride=2, num_heads=4),
-                  'k7_s2': dict(kernel_size=7, stride=2, num_heads=4)},
-        valid_args=dict(in_channels=8, out_channels=16, num_heads=2),
-        invalid=(bad('kernel_size', 4), bad('kernel_size', (3, 4)),
-                 bad('num_heads', 3), bad('num_heads', 0),
-                 # 24 / 8 heads: 3 channels per head, odd
-                 bad('out_channels', 24, num_heads=8),
-                 bad('dilation', 2), bad('groups', 2), bad('padding', 1),
-                 bad('stride', 0), bad('window_size', 6),
-                 bad('block_size', 0))),
-    BlockEntry(
-        CBAMBlock, PLUGIN, 'CBAM',
-        examples={'r16': dict(ratio=1 / 16), 'r4_k3': dict(ratio=1 / 4,
-                                                           kernel_size=3)},
+        NLBlock,
+        PLUGIN,
+        'NL',
+        examples={
+            f'{mode}{"_sub" if sub else ""}':
+            (dict(mode=mode, sub_sample=True) if sub else dict(mode=mode))
+            for mode in _NL_MODES
+            for sub in (False, True)
+        },
         valid_args=dict(in_channels=16),
-        invalid=(bad('in_channels', 0), bad('ratio', 0),
-                 bad('ratio', 1 / 32), bad('kernel_size', 4),
-                 bad('kernel_size', 0))),
+        invalid=(bad('in_channels', -3), bad('reduction',
+                                             0), bad('reduction', 1.5),
+                 bad('mode', 'softmax'), bad('std',
+                                             0), bad('use_scale', 'yes'))),
+    BlockEntry(
+        SASABlock,
+        PLUGIN,
+        'SASA',
+        examples={
+            'k3': dict(kernel_size=3, num_heads=8),
+            'k7': dict(kernel_size=7, num_heads=4)
+        },
+        valid_args=dict(in_channels=16, num_heads=2),
+        invalid=(bad('kernel_size', 6), bad('num_heads',
+                                            5), bad('in_channels', 10))),
+    BlockEntry(
+        SASAConv,
+        CONV,
+        'SASA',
+        examples={
+            'k7': dict(kernel_size=7, num_heads=4),
+            'k3_s2': dict(kernel_size=3, stride=2, num_heads=4),
+            'k7_s2': dict(kernel_size=7, stride=2, num_heads=4)
+        },
+        valid_args=dict(in_channels=8, out_channels=16, num_heads=2),
+        invalid=(
+            bad('kernel_size', 4),
+            bad('kernel_size', (3, 4)),
+            bad('num_heads', 3),
+            bad('num_heads', 0),
+            # 24 / 8 heads: 3 channels per head, odd
+            bad('out_channels', 24, num_heads=8),
+            bad('dilation', 2),
+            bad('groups', 2),
+            bad('padding', 1),
+            bad('stride', 0),
+            bad('window_size', 6),
+            bad('block_size', 0))),
+    BlockEntry(
+        CBAMBlock,
+        PLUGIN,
+        'CBAM',
+        examples={
+            'r16': dict(ratio=1 / 16),
+            'r4_k3': dict(ratio=1 / 4, kernel_size=3)
+        },
+        valid_args=dict(in_channels=16),
+        invalid=(bad('in_channels', 0), bad('ratio', 0), bad('ratio', 1 / 32),
+                 bad('kernel_size', 4), bad('kernel_size', 0))),
 )
 
 
@@ -180,5 +207,8 @@ def entry_of(module: nn.Module) -> Optional[BlockEntry]:
 def examples() -> Dict[str, Tuple[BlockEntry, str]]:
     """Every example of every block: ``'{type}-{variant}'`` -> (entry,
     variant), the ids of the catalogue-driven tests."""
-    return {f'{e.type}-{variant}': (e, variant) for e in CATALOGUE
-            for variant in e.examples}
+    return {
+        f'{e.type}-{variant}': (e, variant)
+        for e in CATALOGUE
+        for variant in e.examples
+    }

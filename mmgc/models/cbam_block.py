@@ -23,12 +23,11 @@ The spatial map ``M_s`` is a gate, one weight per position for that
 position's own features, not attention of a query over key positions, so
 the block has no ``attention_maps``.
 """
-from typing import Optional, Union
-
 import torch
-from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
 from torch import Tensor, nn
+from typing import Optional, Union
 
 from .utils import (check_odd, check_positive, check_positive_int,
                     check_reduced_channels)
@@ -91,8 +90,8 @@ class CBAMBlock(BaseModule):
             avg = x.mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
             # max with indices: its backward is a scatter to the argmax,
             # where amax's divides among ties over a full-size mask
-            peak = x.flatten(2).max(dim=2).values[
-                ..., None, None]  # [B, C, 1, 1]
+            peak = x.flatten(2).max(dim=2).values[..., None,
+                                                  None]  # [B, C, 1, 1]
             logits = self.channel_mlp(avg) + self.channel_mlp(peak)
             return torch.sigmoid(to_float32(logits))  # [B, C, 1, 1]
 
@@ -108,8 +107,10 @@ class CBAMBlock(BaseModule):
         """
         with float32_region(x.device.type):
             x = x.to(self.spatial_conv.weight.dtype)
-            pooled = torch.cat([x.mean(dim=1, keepdim=True),
-                                x.max(dim=1, keepdim=True).values],
+            pooled = torch.cat([
+                x.mean(dim=1, keepdim=True),
+                x.max(dim=1, keepdim=True).values
+            ],
                                dim=1)  # [B, 2, H, W]
             return torch.sigmoid(to_float32(
                 self.spatial_conv(pooled)))  # [B, 1, H, W]

@@ -23,13 +23,12 @@ submodule names and therefore state-dict keys are those of mmcv's
 ``channel_mul_conv.{0,1,3}``), so MMDetection's published GCNet checkpoints
 load unchanged and give the same outputs.
 """
-from typing import Optional, Sequence, Tuple, Union
-
 import torch
+from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import kaiming_init
-from mmdet.registry import MODELS
 from torch import Tensor, nn
+from typing import Optional, Sequence, Tuple, Union
 
 from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
                     check_positive, check_reduced_channels,
@@ -94,8 +93,9 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         self.in_channels = in_channels
         self.ratio = ratio
         # the simplified non-local transform has no bottleneck to check
-        self.planes = (int(in_channels * ratio) if transform == 'conv1x1'
-                       else check_reduced_channels(in_channels, ratio, owner))
+        self.planes = (
+            int(in_channels * ratio) if transform == 'conv1x1' else
+            check_reduced_channels(in_channels, ratio, owner))
         self.pooling_type = pooling_type
         self.fusion_types = tuple(fusion_types)
         self.transform = transform
@@ -107,22 +107,24 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             self.softmax = nn.Softmax(dim=2)
         else:
             self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.channel_add_conv = (self._make_transform()
-                                 if 'channel_add' in fusion_types else None)
-        self.channel_mul_conv = (self._make_transform()
-                                 if 'channel_mul' in fusion_types else None)
+        self.channel_add_conv = (
+            self._make_transform() if 'channel_add' in fusion_types else None)
+        self.channel_mul_conv = (
+            self._make_transform() if 'channel_mul' in fusion_types else None)
         self.reset_parameters()
 
     def _make_transform(self) -> nn.Sequential:
-        """Build one transform branch (``C -> C``) on a ``[B, C, 1, 1]`` map."""
+        """One transform branch (``C -> C``) on a ``[B, C, 1, 1]`` map."""
         channels, planes = self.in_channels, self.planes
         if self.transform == 'conv1x1':
             return nn.Sequential(nn.Conv2d(channels, channels, kernel_size=1))
         layers = [nn.Conv2d(channels, planes, kernel_size=1)]
         if self.transform == 'bottleneck_ln':
             layers.append(nn.LayerNorm([planes, 1, 1]))
-        layers += [nn.ReLU(inplace=True),
-                   nn.Conv2d(planes, channels, kernel_size=1)]
+        layers += [
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, channels, kernel_size=1)
+        ]
         return nn.Sequential(*layers)
 
     def reset_parameters(self) -> None:
@@ -164,8 +166,9 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             weights = torch.softmax(
                 logits.view(batch, height * width).float(),
                 dim=1)  # [B, H*W], fp32
-            context = torch.bmm(weights.to(x.dtype).unsqueeze(1),
-                                values.transpose(1, 2))  # [B, 1, C]
+            context = torch.bmm(
+                weights.to(x.dtype).unsqueeze(1),
+                values.transpose(1, 2))  # [B, 1, C]
         return context.view(batch, channels), weights  # [B, C], [B, H*W]
 
     def fusion_terms(
@@ -187,8 +190,9 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             if self.channel_mul_conv is not None:
                 c = context.to(self.channel_mul_conv[0].weight.dtype).view(
                     batch, channels, 1, 1)  # [B, C, 1, 1]
-                scale = torch.sigmoid(self.channel_mul_conv(c).view(
-                    batch, channels).float())  # [B, C]
+                scale = torch.sigmoid(
+                    self.channel_mul_conv(c).view(batch,
+                                                  channels).float())  # [B, C]
             if self.channel_add_conv is not None:
                 c = context.to(self.channel_add_conv[0].weight.dtype).view(
                     batch, channels, 1, 1)  # [B, C, 1, 1]
@@ -247,8 +251,9 @@ class GCBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             weights = x.new_full((batch, height * width),
                                  1.0 / (height * width),
                                  dtype=torch.float32)  # [B, H*W]
-        return weights.view(batch, 1, height, width).expand(
-            -1, len(queries), -1, -1)  # [B, Q, H, W]
+        return weights.view(batch, 1, height,
+                            width).expand(-1, len(queries), -1,
+                                          -1)  # [B, Q, H, W]
 
     def spatial_pool(self, x: Tensor) -> Tensor:
         """Global context of ``x`` ``[B, C, H, W]`` as ``[B, C, 1, 1]``

@@ -22,23 +22,22 @@ HW`` pairwise matrix as mmcv does). On the CPU the same ``y`` comes without
 that matrix, in memory linear in ``HW``
 (:mod:`mmgc.models.utils.nonlocal_aggregate`).
 """
-from typing import Optional, Tuple, Union
-
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
-from mmengine.model.weight_init import constant_init, normal_init
-from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, normal_init
 from torch import Tensor, nn
+from typing import Optional, Tuple, Union
 
 from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
                     check_positive, check_positive_int)
-from .utils.nonlocal_aggregate import (_bisect_right,  # noqa: F401 (API)
-                                       concat_relu_aggregate,
+from .utils.nonlocal_aggregate import _bisect_right  # noqa: F401 (API)
+from .utils.nonlocal_aggregate import (concat_relu_aggregate,
                                        dot_product_aggregate,
-                                       from_positions_major,
-                                       fused_projections, positions_major)
+                                       from_positions_major, fused_projections,
+                                       positions_major)
 from .utils.precision import float32_region, softmax_attention, to_float32
 
 MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
@@ -114,8 +113,8 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         check_choice('mode', mode, MODES, owner)
         check_positive('std', std, owner)
         for name, flag in (('use_scale', use_scale),
-                           ('sub_sample', sub_sample),
-                           ('zeros_init', zeros_init)):
+                           ('sub_sample', sub_sample), ('zeros_init',
+                                                        zeros_init)):
             check_choice(name, flag, (True, False), owner)
         # as mmcv's NonLocal2d: at least one inner channel
         inter_channels = max(in_channels // reduction, 1)
@@ -132,19 +131,23 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
             return ConvModule(in_ch, out_ch, 1, act_cfg=None, **kwargs)
 
         self.g = conv(in_channels, inter_channels, conv_cfg=conv_cfg)
-        self.conv_out = conv(inter_channels, in_channels, conv_cfg=conv_cfg,
-                             norm_cfg=norm_cfg)
+        self.conv_out = conv(
+            inter_channels, in_channels, conv_cfg=conv_cfg, norm_cfg=norm_cfg)
         if mode != 'gaussian':
             self.theta = conv(in_channels, inter_channels, conv_cfg=conv_cfg)
             self.phi = conv(in_channels, inter_channels, conv_cfg=conv_cfg)
         if mode == 'concatenation':
             self.concat_project = ConvModule(
-                inter_channels * 2, 1, 1, bias=False,
+                inter_channels * 2,
+                1,
+                1,
+                bias=False,
                 act_cfg=dict(type='ReLU'))
         if sub_sample:
             self.g = nn.Sequential(self.g, _SubSample())
-            self.phi = (nn.Sequential(self.phi, _SubSample())
-                        if mode != 'gaussian' else _SubSample())
+            self.phi = (
+                nn.Sequential(self.phi, _SubSample())
+                if mode != 'gaussian' else _SubSample())
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -156,16 +159,17 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
                 module = module[0]
             if isinstance(module, ConvModule):
                 normal_init(module.conv, std=self.std)
-        last = (self.conv_out.norm
-                if self.conv_out.with_norm else self.conv_out.conv)
+        last = (
+            self.conv_out.norm
+            if self.conv_out.with_norm else self.conv_out.conv)
         if self.zeros_init:
             constant_init(last, 0)
         else:
             normal_init(last, std=self.std)
 
-
     # ------------------------------------------------ the paper, step by step
-    def _project(self, x: Tensor,
+    def _project(self,
+                 x: Tensor,
                  fast: bool = True) -> Tuple[Tensor, Tensor, Tensor]:
         """Embeddings ``theta(x)``, ``phi(x)``, ``g(x)`` positions-major:
         ``[B, N, Ci]``, ``[B, M, Ci]``, ``[B, M, Ci]`` (``x`` itself, ``C``
@@ -270,7 +274,9 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         query, key, value = self._project(x)  # [B, N|M, Ci or C]
         if self.mode in ('gaussian', 'embedded_gaussian'):
             return softmax_attention(
-                query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1),
+                query.unsqueeze(1),
+                key.unsqueeze(1),
+                value.unsqueeze(1),
                 scale=self._logit_scale(query.shape[-1])).squeeze(
                     1)  # [B, N, Ci]
         if self.mode == 'dot_product':
@@ -317,8 +323,9 @@ class NLBlock(OwnInitAfterParent, SelectableImpl, BaseModule):
         keys_h, keys_w = height // pool_h, width // pool_w
         maps = weights.view(*weights.shape[:2], keys_h,
                             keys_w)  # [B, Q, Hk, Wk]
-        maps = maps.repeat_interleave(pool_h, dim=2).repeat_interleave(
-            pool_w, dim=3) / (pool_h * pool_w)  # [B, Q, Hk*ph, Wk*pw]
+        maps = maps.repeat_interleave(
+            pool_h, dim=2).repeat_interleave(
+                pool_w, dim=3) / (pool_h * pool_w)  # [B, Q, Hk*ph, Wk*pw]
         return F.pad(maps, (0, width - keys_w * pool_w, 0,
                             height - keys_h * pool_h))  # [B, Q, H, W]
 

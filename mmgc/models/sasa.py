@@ -23,13 +23,12 @@ output comes from blocked ("halo") attention,
 :mod:`mmgc.models.utils.halo_attention`, which copies keys and values 3-4
 times instead of ``k^2`` times.
 """
-from typing import Optional, Tuple, Union
-
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
 from torch import Tensor, nn
+from typing import Optional, Tuple, Union
 
 from .utils import (OwnInitAfterParent, check_choice, check_odd,
                     check_positive_int, to_int_pair, zero_init_last_layer)
@@ -41,6 +40,7 @@ from .utils.validation import ArgumentError
 __all__ = ['SASAConv', 'SASABlock', 'choose_block', 'local_attention']
 
 IntOrPair = Union[int, Tuple[int, int]]
+
 
 def stride_pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
     """``F.avg_pool2d(x, stride, stride, ceil_mode=True)``: the mean of each
@@ -63,29 +63,31 @@ def stride_pool(x: Tensor, stride: Tuple[int, int]) -> Tensor:
         return F.avg_pool2d(x, stride, stride, ceil_mode=True)
     height, width = x.shape[-2:]
     pad = (0, -width % stride[1], 0, -height % stride[0])
-    sums = F.avg_pool2d(F.pad(x, pad), stride, stride,
-                        divisor_override=1)  # [B, C, H/s, W/s]
-    counts = F.avg_pool2d(F.pad(x.new_ones(1, 1, height, width), pad),
-                          stride, stride,
-                          divisor_override=1)  # [1, 1, H/s, W/s]
+    sums = F.avg_pool2d(
+        F.pad(x, pad), stride, stride, divisor_override=1)  # [B, C, H/s, W/s]
+    counts = F.avg_pool2d(
+        F.pad(x.new_ones(1, 1, height, width), pad),
+        stride,
+        stride,
+        divisor_override=1)  # [1, 1, H/s, W/s]
     return sums / counts
 
 
-def _check_heads(name: str, channels: int, num_heads: int,
-                 owner: str) -> int:
+def _check_heads(name: str, channels: int, num_heads: int, owner: str) -> int:
     """Validate ``num_heads`` against ``channels``; return the (even) number
     of channels per head."""
     check_positive_int('num_heads', num_heads, owner)
     head_dim = channels // num_heads
     if channels % num_heads or head_dim % 2:
-        allowed = [h for h in range(1, channels // 2 + 1)
-                   if channels % (2 * h) == 0]
+        allowed = [
+            h for h in range(1, channels // 2 + 1) if channels % (2 * h) == 0
+        ]
         raise ArgumentError(
             f'{owner}: num_heads={num_heads!r} does not split '
             f'{name}={channels!r} into an even number of channels per head '
-            f'(halves for the row and column embeddings); allowed: '
-            + (f'num_heads in {allowed}' if allowed else
-               f'none, {name} must be even'))
+            f'(halves for the row and column embeddings); allowed: ' +
+            (f'num_heads in {allowed}'
+             if allowed else f'none, {name} must be even'))
     return head_dim
 
 
@@ -154,8 +156,7 @@ class SASAConv(SelectableImpl, BaseModule):
         check_odd('kernel_size', kernel_size, owner)
         self.stride = to_int_pair('stride', stride, owner)
         if padding is not None and padding != 'same' and to_int_pair(
-                'padding', padding,
-                owner) != (kernel[0] // 2, kernel[1] // 2):
+                'padding', padding, owner) != (kernel[0] // 2, kernel[1] // 2):
             raise ArgumentError(
                 f'{owner}: padding={padding!r} is not supported; use None, '
                 f"'same' or kernel_size // 2 = {kernel[0] // 2} (the output "
@@ -164,8 +165,7 @@ class SASAConv(SelectableImpl, BaseModule):
             raise ArgumentError(f'{owner}: dilation={dilation!r} is not '
                                 f'supported; only dilation=1')
         check_choice('groups', groups, (1, ), owner)
-        head_dim = _check_heads('out_channels', out_channels, num_heads,
-                                owner)
+        head_dim = _check_heads('out_channels', out_channels, num_heads, owner)
         if window_size is not None:
             window = to_int_pair('window_size', window_size, owner)
             check_odd('window_size', window_size, owner)
@@ -209,13 +209,12 @@ class SASAConv(SelectableImpl, BaseModule):
             Tensor: ``[B, C_out, ceil(H / sh), ceil(W / sw)]``, in the
             memory format (contiguous or channels_last) of ``x``.
         """
-        channels_last = (x.dim() == 4 and not x.is_contiguous()
-                         and x.is_contiguous(
-                             memory_format=torch.channels_last))
+        channels_last = (
+            x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
         if self.use_fast_path(x):
             qkv = self._project_qkv(x)  # [B, H, W, 3*C_out]
-            out = local_attention(qkv, self.rel_h, self.rel_w,
-                                  self.num_heads,
+            out = local_attention(qkv, self.rel_h, self.rel_w, self.num_heads,
                                   self.block_size)  # [B, H, W, C_out]
             out = out.permute(0, 3, 1, 2)  # [B, C_out, H, W], NHWC strides
         else:
@@ -250,47 +249,53 @@ class SASAConv(SelectableImpl, BaseModule):
                 3, dim=1)  # [B, C_out, H, W] each
 
             def windows(t: Tensor) -> Tensor:
-                return F.unfold(t, (win_h, win_w), padding=padding).view(
-                    batch, heads, dim, win_h * win_w,
-                    positions)  # [B, heads, d, kh*kw, H*W]
+                return F.unfold(
+                    t, (win_h, win_w), padding=padding).view(
+                        batch, heads, dim, win_h * win_w,
+                        positions)  # [B, heads, d, kh*kw, H*W]
 
             rel = torch.cat([
                 to_float32(self.rel_h)[:, None].expand(win_h, win_w, half),
                 to_float32(self.rel_w)[None].expand(win_h, win_w, half)
-            ], dim=2).view(win_h * win_w, dim).t()  # [d, kh*kw], r_(a, b)
+            ],
+                            dim=2).view(win_h * win_w,
+                                        dim).t()  # [d, kh*kw], r_(a, b)
             query = query.reshape(batch, heads, dim, 1,
                                   positions)  # [B, heads, d, 1, H*W]
-            logits = (query * (windows(key) + rel[..., None])).sum(
-                2) * dim**-0.5  # [B, heads, kh*kw, H*W]
-            outside = F.unfold(x.new_ones(1, 1, height, width),
-                               (win_h, win_w), padding=padding).view(
-                                   win_h * win_w,
-                                   positions) == 0  # [kh*kw, H*W]
-            weights = torch.softmax(logits.masked_fill(outside, MASK),
-                                    dim=2)  # [B, heads, kh*kw, H*W]
+            logits = (query * (windows(key) + rel[..., None])
+                      ).sum(2) * dim**-0.5  # [B, heads, kh*kw, H*W]
+            outside = F.unfold(
+                x.new_ones(1, 1, height, width), (win_h, win_w),
+                padding=padding).view(win_h * win_w,
+                                      positions) == 0  # [kh*kw, H*W]
+            weights = torch.softmax(
+                logits.masked_fill(outside, MASK),
+                dim=2)  # [B, heads, kh*kw, H*W]
             out = (weights.unsqueeze(2) * windows(value)).sum(
                 3)  # [B, heads, d, H*W]
-        return out.view(batch, heads * dim, height, width).to(
-            out_dtype)  # [B, C_out, H, W]
+        return out.view(batch, heads * dim, height,
+                        width).to(out_dtype)  # [B, C_out, H, W]
 
     def _fast_path_wins(self, x: Tensor) -> bool:
         """Halo attention wins on the CPU (measured,
         ``docs/performance.md``); elsewhere not measured yet. Not under
         ``torch.compile``: compiled by inductor (torch 2.13, CPU) its
         forward is right but its gradients are not."""
-        return (x.device.type == 'cpu'
-                and not torch.compiler.is_compiling())
+        return (x.device.type == 'cpu' and not torch.compiler.is_compiling())
 
     def _project_qkv(self, x: Tensor) -> Tensor:
         """Queries, keys and values of ``x`` ``[B, C_in, H, W]``, channels
         last: ``[B, H, W, 3*C_out]``."""
         batch, _, height, width = x.shape
         # 1x1 projection straight into channels-last layout: one matmul.
-        pixels = x.permute(0, 2, 3, 1).reshape(
-            batch, height * width, -1)  # [B, H*W, C_in] (view if NHWC)
+        pixels = x.permute(0, 2, 3,
+                           1).reshape(batch, height * width,
+                                      -1)  # [B, H*W, C_in] (view if NHWC)
         weight = self.qkv.weight.flatten(1).t()  # [C_in, 3*C_out]
-        return torch.bmm(pixels, weight.expand(batch, -1, -1)).view(
-            batch, height, width, -1)  # [B, H, W, 3*C_out]
+        return torch.bmm(pixels,
+                         weight.expand(batch, -1,
+                                       -1)).view(batch, height, width,
+                                                 -1)  # [B, H, W, 3*C_out]
 
     def attention_maps(self, x: Tensor, queries: Tensor) -> Tensor:
         """The weights query ``i`` puts on every position of ``x`` (before
@@ -344,9 +349,9 @@ class SASAConv(SelectableImpl, BaseModule):
         qkv = to_float32(self._project_qkv(x))  # [B, H, W, 3*C_out]
         channels = self.out_channels
         with float32_region(x.device.type):
-            query = qkv.view(batch, height * width, 3 * channels)[
-                :, queries, :channels].reshape(
-                    batch, -1, heads, dim)  # [B, Q, heads, d]
+            query = qkv.view(batch, height * width,
+                             3 * channels)[:, queries, :channels].reshape(
+                                 batch, -1, heads, dim)  # [B, Q, heads, d]
             # Window of every query in the key map padded by the radius.
             rad_h, rad_w = win_h // 2, win_w // 2
             keys = F.pad(qkv[..., channels:2 * channels],
@@ -355,18 +360,21 @@ class SASAConv(SelectableImpl, BaseModule):
                 win_h, device=x.device)  # [Q, kh], padded coords
             cols = (queries % width)[:, None] + torch.arange(
                 win_w, device=x.device)  # [Q, kw]
-            window = keys[:, rows[:, :, None], cols[:, None, :]].view(
-                batch, -1, win_h, win_w, heads, dim)  # [B, Q, kh, kw, h, d]
+            window = keys[:, rows[:, :, None],
+                          cols[:,
+                               None, :]].view(batch, -1, win_h, win_w, heads,
+                                              dim)  # [B, Q, kh, kw, h, d]
             logits = torch.einsum('bqhd,bqyxhd->bqhyx', query, window)
             logits = (logits +
-                      torch.matmul(query[..., :half], to_float32(
-                          self.rel_h).t())[..., :, None] +
-                      torch.matmul(query[..., half:], to_float32(
-                          self.rel_w).t())[..., None, :]
+                      torch.matmul(query[..., :half],
+                                   to_float32(self.rel_h).t())[..., :, None] +
+                      torch.matmul(query[..., half:],
+                                   to_float32(self.rel_w).t())[..., None, :]
                       ) * dim**-0.5  # [B, Q, heads, kh, kw]
-            inside = ((rows >= rad_h) & (rows < height + rad_h))[
-                :, :, None] & ((cols >= rad_w) & (cols < width + rad_w))[
-                    :, None, :]  # [Q, kh, kw]
+            inside = ((rows >= rad_h) &
+                      (rows < height + rad_h))[:, :, None] & (
+                          (cols >= rad_w) &
+                          (cols < width + rad_w))[:, None, :]  # [Q, kh, kw]
             logits = logits.masked_fill(~inside[None, :, None], MASK)
             weights = torch.softmax(logits.flatten(3), dim=3)
         return weights.view_as(logits)
@@ -422,7 +430,6 @@ class SASABlock(OwnInitAfterParent, BaseModule):
     def reset_parameters(self) -> None:
         """Zero output projection: the block starts as the identity."""
         zero_init_last_layer(self.out_proj)
-
 
     def forward(self, x: Tensor) -> Tensor:
         """Add attended features to the input.

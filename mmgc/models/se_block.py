@@ -8,12 +8,11 @@ so its state dicts load unchanged. ``squeeze``, ``excite`` and ``forward``
 below are the three steps; the CPU fast path (shared with GC) is
 :mod:`mmgc.models.utils.context_fusion`.
 """
-from typing import Optional, Sequence, Tuple, Union
-
 from mmcv.cnn import ConvModule
-from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from mmengine.model import BaseModule
 from torch import Tensor
+from typing import Optional, Sequence, Tuple, Union
 
 from .utils import (SelectableImpl, check_positive, check_positive_int,
                     check_reduced_channels)
@@ -59,8 +58,7 @@ class SEBlock(SelectableImpl, BaseModule):
                  in_channels: int,
                  ratio: float = 1 / 16,
                  conv_cfg: Optional[dict] = None,
-                 act_cfg: ActCfg = (dict(type='ReLU'),
-                                    dict(type='Sigmoid')),
+                 act_cfg: ActCfg = (dict(type='ReLU'), dict(type='Sigmoid')),
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         owner = type(self).__name__
@@ -130,8 +128,7 @@ class SEBlock(SelectableImpl, BaseModule):
         batch, channels = x.shape[:2]
         squeeze, _ = self.squeeze(x)  # [B, C]
         gate, _ = self.excite(squeeze)  # [B, C]
-        return x * gate.to(x.dtype).view(batch, channels, 1,
-                                         1)  # [B, C, H, W]
+        return x * gate.to(x.dtype).view(batch, channels, 1, 1)  # [B, C, H, W]
 
     def _fast_path_wins(self, x: Tensor) -> bool:
         """The memory-lean backward wins on the CPU (measured,

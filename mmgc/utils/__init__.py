@@ -2,8 +2,7 @@
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
 from .data_location import (add_data_args, apply_data_args, parse_classes,
                             set_data_location)
-from .known_warnings import (KnownLogMessageFilter,
-                             filter_third_party_warnings)
+from .known_warnings import KnownLogMessageFilter, filter_third_party_warnings
 from .package import get_config_path, package_root, shipped_path
 from .progress import ProgressBar
 from .tool_config import (add_cfg_options_arg, add_config_and_launch_args,
@@ -15,10 +14,10 @@ from .tool_config import (add_cfg_options_arg, add_config_and_launch_args,
 __all__ = [
     'adapt_dist_cfg_to_device', 'init_cpu_process_group', 'add_data_args',
     'apply_data_args', 'parse_classes', 'set_data_location',
-    'KnownLogMessageFilter', 'filter_third_party_warnings',
-    'get_config_path', 'package_root', 'shipped_path', 'ProgressBar',
-    'add_cfg_options_arg', 'add_config_and_launch_args', 'add_shape_arg',
-    'build_runner', 'build_test_config', 'build_test_parser',
-    'build_train_config', 'build_train_parser', 'image_shape',
-    'load_tool_config', 'parse_tool_args', 'prepare_launch'
+    'KnownLogMessageFilter', 'filter_third_party_warnings', 'get_config_path',
+    'package_root', 'shipped_path', 'ProgressBar', 'add_cfg_options_arg',
+    'add_config_and_launch_args', 'add_shape_arg', 'build_runner',
+    'build_test_config', 'build_test_parser', 'build_train_config',
+    'build_train_parser', 'image_shape', 'load_tool_config', 'parse_tool_args',
+    'prepare_launch'
 ]

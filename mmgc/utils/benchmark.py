@@ -58,9 +58,10 @@ def reexec_with_malloc_env(threads: Optional[int] = None) -> None:
     want = dict(MALLOC_ENV)
     if threads is not None:
         want['OMP_NUM_THREADS'] = str(threads)
-    if all(os.environ.get(k) for k in MALLOC_ENV) and (
-            threads is None or os.environ.get('OMP_NUM_THREADS') == str(
-                threads)):
+    if all(os.environ.get(k)
+           for k in MALLOC_ENV) and (threads is None
+                                     or os.environ.get('OMP_NUM_THREADS')
+                                     == str(threads)):
         return
     env = dict(os.environ)
     for key, value in want.items():
@@ -78,8 +79,10 @@ def cpu_model() -> str:
     try:
         with open('/proc/cpuinfo') as f:
             lines = f.read().splitlines()
-        names = [line.split(':', 1)[1].strip() for line in lines
-                 if line.startswith('model name')]
+        names = [
+            line.split(':', 1)[1].strip() for line in lines
+            if line.startswith('model name')
+        ]
         if names:
             return f'{names[0]} ({len(names)} logical cores)'
     except OSError:
@@ -114,7 +117,9 @@ def _run_time(fn: Fn, device: str, clock: Callable[[], float]) -> float:
     return clock() - start
 
 
-def interleaved_min_times(fns: Sequence[Fn], repeats: int, warmup: int = 1,
+def interleaved_min_times(fns: Sequence[Fn],
+                          repeats: int,
+                          warmup: int = 1,
                           device: str = 'cpu',
                           clock: str = 'wall') -> List[float]:
     """Minimum run time of each function, runs interleaved
@@ -143,7 +148,10 @@ def interleaved_min_times(fns: Sequence[Fn], repeats: int, warmup: int = 1,
     return best
 
 
-def min_time(fn: Fn, repeats: int, warmup: int = 1, device: str = 'cpu',
+def min_time(fn: Fn,
+             repeats: int,
+             warmup: int = 1,
+             device: str = 'cpu',
              clock: str = 'wall') -> float:
     """Minimum run time of ``fn`` over ``repeats`` runs after ``warmup``.
 
@@ -214,13 +222,13 @@ def peak_tensor_bytes(fn: Fn, device: str = 'cpu') -> int:
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     gc.collect()
-    with profile(activities=[ProfilerActivity.CPU],
-                 profile_memory=True) as prof:
+    with profile(
+            activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()  # noqa: F841
-    changes = sorted((e.start_ns(), e.nbytes())
-                     for e in prof.profiler.kineto_results.events()
-                     if e.name() == '[memory]'
-                     and e.device_type() == DeviceType.CPU)
+    changes = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == '[memory]' and e.device_type() == DeviceType.CPU)
     held = peak = 0
     for _, nbytes in changes:  # frees of older tensors count negative
         held += nbytes

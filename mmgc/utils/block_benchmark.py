@@ -12,11 +12,10 @@ comparison is timed at the c3-c5 levels against ``copy_`` of its input.
 import copy
 import os
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
-
 import torch
 from mmcv.cnn.bricks import ContextBlock, NonLocal2d
 from mmdet.models.layers import SELayer
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..models.catalogue import CATALOGUE
 from ..models.gc_block import GCBlock
@@ -36,8 +35,8 @@ def block_names() -> List[str]:
 
 LEVELS = {'c3': (512, 100, 168), 'c4': (1024, 50, 84), 'c5': (2048, 25, 42)}
 #: (label, channels, height, width, batch or None for --batch) of NL.
-NL_CASES = [('N=16800 c3', 512, 100, 168, 1), ('N=4200 c4', 1024, 50, 84,
-                                                None)]
+NL_CASES = [('N=16800 c3', 512, 100, 168, 1),
+            ('N=4200 c4', 1024, 50, 84, None)]
 SASA_INPUT = (256, 50, 84)  # channels, height, width (c4)
 Fn = Callable[[], object]
 
@@ -46,8 +45,11 @@ Fn = Callable[[], object]
 class Measure:
     """Forward / forward+backward time and extra memory of one module."""
 
-    def __init__(self, module: Optional[torch.nn.Module], x: torch.Tensor,
-                 repeats: int, backward: bool = True,
+    def __init__(self,
+                 module: Optional[torch.nn.Module],
+                 x: torch.Tensor,
+                 repeats: int,
+                 backward: bool = True,
                  forward_fn: Optional[Callable] = None) -> None:
         plain_call = forward_fn or module
         x_grad = x.detach().clone().requires_grad_()
@@ -135,9 +137,11 @@ def _fmt_mem(m: Optional[int], unit: int) -> str:
 
 def print_table(title: str, rows: List[Row], unit_name: str) -> None:
     print(f'\n### {title}\n')
-    head = ['module', 'input', 'fwd ms', f'fwd/{unit_name}', 'fwd/ref',
-            'f+b ms', f'f+b/{unit_name}', 'f+b/ref', 'fwd mem MB (xmap)',
-            'f+b mem MB (xmap)', 'mem/ref fwd, f+b']
+    head = [
+        'module', 'input', 'fwd ms', f'fwd/{unit_name}', 'fwd/ref', 'f+b ms',
+        f'f+b/{unit_name}', 'f+b/ref', 'fwd mem MB (xmap)',
+        'f+b mem MB (xmap)', 'mem/ref fwd, f+b'
+    ]
     print('| ' + ' | '.join(head) + ' |')
     print('|' + '---|' * len(head))
     for r in rows:
@@ -191,10 +195,12 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
         set_impl(ours.to(args.device), args.impl)
         ref = Measure(ref_mod, x, args.repeats)
         m = Measure(ours, x, args.repeats)
-        common = dict(input=f'{level} {_shape(x)}', unit=unit,
-                      map_bytes=x.numel() * 4)
-        rows.append(dict(name=f'copy_ ({_fmt_ms(unit)} ms)',
-                         m=_CopyRow(unit), **common))
+        common = dict(
+            input=f'{level} {_shape(x)}', unit=unit, map_bytes=x.numel() * 4)
+        rows.append(
+            dict(
+                name=f'copy_ ({_fmt_ms(unit)} ms)', m=_CopyRow(unit),
+                **common))
         rows.append(dict(name=ref_name, m=ref, **common))
         rows.append(dict(name=ours_name, m=m, ref=ref, **common))
         if level == 'c3' and kind == 'gc':
@@ -209,8 +215,8 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
             goal('SE c3 fwd+bwd <= 4x copy_', m.fb <= 4 * unit,
                  f'{m.fb / unit:.2f}x')
         del x
-    print_table(f'{kind.upper()} (batch {args.batch}, {_where(args)})',
-                rows, 'copy_')
+    print_table(f'{kind.upper()} (batch {args.batch}, {_where(args)})', rows,
+                'copy_')
 
 
 class _CopyRow:
@@ -239,27 +245,30 @@ def bench_nl(kind: str, levels: List[str], args) -> None:
         set_impl(ours.to(args.device), args.impl)
         big = batch == 1  # N = 16800: mmcv's backward needs ~8 GB
         repeats = min(args.repeats, 3) if big else args.repeats
-        ref = Measure(ref_mod, x, repeats,
-                      backward=not big or args.nl_ref_backward)
+        ref = Measure(
+            ref_mod, x, repeats, backward=not big or args.nl_ref_backward)
         m = Measure(ours, x, repeats)
-        common = dict(input=f'{label} {_shape(x)}', unit=unit,
-                      map_bytes=x.numel() * 4)
-        rows.append(dict(name=f'copy_ ({_fmt_ms(unit)} ms)',
-                         m=_CopyRow(unit), **common))
+        common = dict(
+            input=f'{label} {_shape(x)}', unit=unit, map_bytes=x.numel() * 4)
+        rows.append(
+            dict(
+                name=f'copy_ ({_fmt_ms(unit)} ms)', m=_CopyRow(unit),
+                **common))
         rows.append(dict(name='mmcv NonLocal2d', m=ref, **common))
         rows.append(dict(name='NLBlock', m=m, ref=ref, **common))
         # the two attention matmuls, N x N x Ci each way, per image
         bound = batch * 4 * (h * w)**2 * ours.inter_channels / rate
         if big:
-            goal('NL N=16800 fwd within 1.3x of its two attention matmuls '
-                 f'at the measured GEMM rate ({rate / 1e9:.0f} GFLOP/s: '
-                 f'{bound * 1e3:.0f} ms)', m.fwd <= 1.3 * bound,
-                 f'{m.fwd / bound:.2f}x')
-            goal('NL N=16800 extra memory < 100 MB (fwd; f+b shown)',
-                 m.fwd_mem < 100 * 2**20,
-                 f'{m.fwd_mem / 2**20:.0f} MB fwd, '
-                 f'{m.fb_mem / 2**20:.0f} MB f+b (mmcv fwd '
-                 f'{ref.fwd_mem / 2**20:.0f} MB)')
+            goal(
+                'NL N=16800 fwd within 1.3x of its two attention matmuls '
+                f'at the measured GEMM rate ({rate / 1e9:.0f} GFLOP/s: '
+                f'{bound * 1e3:.0f} ms)', m.fwd <= 1.3 * bound,
+                f'{m.fwd / bound:.2f}x')
+            goal(
+                'NL N=16800 extra memory < 100 MB (fwd; f+b shown)', m.fwd_mem
+                < 100 * 2**20, f'{m.fwd_mem / 2**20:.0f} MB fwd, '
+                f'{m.fb_mem / 2**20:.0f} MB f+b (mmcv fwd '
+                f'{ref.fwd_mem / 2**20:.0f} MB)')
         else:
             goal('NL N=4200 not slower than mmcv (fwd, fwd+bwd)',
                  m.fwd <= ref.fwd and m.fb <= ref.fb,
@@ -282,8 +291,8 @@ def bench_sasa(kind: str, levels: List[str], args) -> None:
     naive_layer = copy.deepcopy(ours)
     set_impl(naive_layer, 'reference')  # the plain unfold local attention
     naive = Measure(naive_layer, x, max(1, min(args.repeats, 3)))
-    common = dict(input=f'c4 {_shape(x)}', unit=ref_conv.fwd,
-                  map_bytes=x.numel() * 4)
+    common = dict(
+        input=f'c4 {_shape(x)}', unit=ref_conv.fwd, map_bytes=x.numel() * 4)
     rows = [
         dict(name=f'copy_ ({_fmt_ms(unit)} ms)', m=_CopyRow(unit), **common),
         dict(name='conv3x3', m=ref_conv, **common),
@@ -292,14 +301,15 @@ def bench_sasa(kind: str, levels: List[str], args) -> None:
     ]
     print_table(f'SASA k=7, 8 heads ({_where(args)}; unit = conv3x3 fwd)',
                 rows, 'conv3x3')
-    goal('SASA fwd <= 2x conv3x3', m.fwd <= 2 * ref_conv.fwd,
-         f'{m.fwd / ref_conv.fwd:.2f}x (f+b {m.fb / ref_conv.fb:.2f}x '
-         f'conv f+b)')
-    goal('SASA extra memory <= 40x feature map (fwd; f+b shown)',
-         m.fwd_mem <= 40 * x.numel() * 4,
-         f'{m.fwd_mem / (x.numel() * 4):.1f}x fwd, '
-         f'{m.fb_mem / (x.numel() * 4):.1f}x f+b (naive '
-         f'{naive.fwd_mem / (x.numel() * 4):.1f}x fwd)')
+    goal(
+        'SASA fwd <= 2x conv3x3', m.fwd <= 2 * ref_conv.fwd,
+        f'{m.fwd / ref_conv.fwd:.2f}x (f+b {m.fb / ref_conv.fb:.2f}x '
+        f'conv f+b)')
+    goal(
+        'SASA extra memory <= 40x feature map (fwd; f+b shown)', m.fwd_mem
+        <= 40 * x.numel() * 4, f'{m.fwd_mem / (x.numel() * 4):.1f}x fwd, '
+        f'{m.fb_mem / (x.numel() * 4):.1f}x f+b (naive '
+        f'{naive.fwd_mem / (x.numel() * 4):.1f}x fwd)')
 
 
 def bench_plain(kind: str, levels: List[str], args) -> None:
@@ -315,10 +325,12 @@ def bench_plain(kind: str, levels: List[str], args) -> None:
         block = entry.build(c).to(args.device)
         set_impl(block, args.impl)
         m = Measure(block, x, args.repeats)
-        common = dict(input=f'{level} {_shape(x)}', unit=unit,
-                      map_bytes=x.numel() * 4)
-        rows.append(dict(name=f'copy_ ({_fmt_ms(unit)} ms)',
-                         m=_CopyRow(unit), **common))
+        common = dict(
+            input=f'{level} {_shape(x)}', unit=unit, map_bytes=x.numel() * 4)
+        rows.append(
+            dict(
+                name=f'copy_ ({_fmt_ms(unit)} ms)', m=_CopyRow(unit),
+                **common))
         rows.append(dict(name=f'{entry.type} {variant}', m=m, **common))
         del x
     print_table(f'{entry.label} (batch {args.batch}, {_where(args)})', rows,
@@ -337,16 +349,21 @@ def print_op_counts() -> None:
         print(f'| {row["name"]} {_shape(row["shape"])} | {row["reference"]} '
               f'| {ref_ops} | {ours["auto"]} | {ours["auto"] / ref_ops:.2f}x '
               f'| {ours["fused"]} | {ours["fused"] / ref_ops:.2f}x |')
-        goal(f'{row["name"]} ops <= {OP_GOAL}x {row["reference"]} (auto '
-             f'path)', ours['auto'] <= OP_GOAL * ref_ops,
-             f'{ours["auto"]} / {ref_ops} = {ours["auto"] / ref_ops:.2f}x')
+        goal(
+            f'{row["name"]} ops <= {OP_GOAL}x {row["reference"]} (auto '
+            f'path)', ours['auto'] <= OP_GOAL * ref_ops,
+            f'{ours["auto"]} / {ref_ops} = {ours["auto"] / ref_ops:.2f}x')
     sys.stdout.flush()
 
 
 #: Blocks compared with the modules they replace, by benchmark name; the
 #: others run :func:`bench_plain`.
 COMPARISONS: Dict[str, Callable[[str, List[str], object], None]] = {
-    'gc': bench_gc_se, 'se': bench_gc_se, 'nl': bench_nl, 'sasa': bench_sasa}
+    'gc': bench_gc_se,
+    'se': bench_gc_se,
+    'nl': bench_nl,
+    'sasa': bench_sasa
+}
 
 
 def _where(args) -> str:
@@ -370,25 +387,23 @@ def run(args) -> None:
         sys.exit(f'--device {args.device}: torch {torch.__version__} sees '
                  f'no CUDA device')
     if args.amp:
-        AMP[device_type] = (torch.float16
-                            if device_type == 'cuda' else torch.bfloat16)
+        AMP[device_type] = (
+            torch.float16 if device_type == 'cuda' else torch.bfloat16)
     if args.quick:
         args.repeats = min(args.repeats, 2)
     levels = ['c3'] if args.quick else ['c3', 'c4', 'c5']
     print(f'CPU: {cpu_model()}; torch {torch.__version__}, '
-          f'{torch.get_num_threads()} threads, device {args.device}'
-          + (f' ({torch.cuda.get_device_name(args.device)})'
-             if device_type == 'cuda' else '')
-          + f', impl {args.impl}, amp {AMP.get(device_type)}, '
+          f'{torch.get_num_threads()} threads, device {args.device}' +
+          (f' ({torch.cuda.get_device_name(args.device)})' if device_type ==
+           'cuda' else '') +
+          f', impl {args.impl}, amp {AMP.get(device_type)}, '
           f'batch {args.batch}, min of {args.repeats} runs, '
           f'MALLOC_MMAP_THRESHOLD_={os.environ.get("MALLOC_MMAP_THRESHOLD_")}')
     print_op_counts()
     for kind in ([] if args.ops_only else args.blocks):
         COMPARISONS.get(kind, bench_plain)(kind, levels, args)
-    print(f'\n### Goals ({cpu_model()}'
-          + (f', {torch.cuda.get_device_name(args.device)}'
-             if device_type == 'cuda' else '') + ')\n')
+    print(f'\n### Goals ({cpu_model()}' +
+          (f', {torch.cuda.get_device_name(args.device)}' if device_type ==
+           'cuda' else '') + ')\n')
     for text, ok, detail in GOALS:
         print(f'- [{"x" if ok else " "}] {text}: {detail}')
-
-

@@ -32,21 +32,22 @@ Element-wise products and sums (GC's fusion, SE's rescaling, residual
 additions) stay free, as everywhere in this convention.
 """
 import os.path as osp
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import elementwise_flop_counter, get_shape
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from torch import nn
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .package import shipped_path
 from .tool_config import load_tool_config
 
 #: Baseline config (file name in the shipped configs) of each detector type.
-BASELINES = {'MaskRCNN': 'baseline_r50_mask.py',
-             'RetinaNet': 'baseline_r50_retina.py'}
+BASELINES = {
+    'MaskRCNN': 'baseline_r50_mask.py',
+    'RetinaNet': 'baseline_r50_retina.py'
+}
 
 #: Which counter the FLOPs come from, for tools to print.
 COUNTER = ('mmengine FlopAnalyzer + mmgc attention handles '
@@ -96,8 +97,7 @@ ATTENTION_HANDLES: Dict[str, Callable] = {
 }
 
 
-def load_config(config: str,
-                cfg_options: Optional[dict] = None) -> Config:
+def load_config(config: str, cfg_options: Optional[dict] = None) -> Config:
     """A detector config as the tools load it.
 
     Args:
@@ -180,7 +180,8 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(module: nn.Module, inputs: Tuple[Any, ...],
+def count_flops(module: nn.Module,
+                inputs: Tuple[Any, ...],
                 attention_handles: bool = True,
                 verbose: bool = False) -> int:
     """FLOPs of ``module(*inputs)`` under ``no_grad``.
@@ -205,7 +206,9 @@ def count_flops(module: nn.Module, inputs: Tuple[Any, ...],
         return analyzer.total()
 
 
-def backbone_neck_flops(model: nn.Module, height: int, width: int,
+def backbone_neck_flops(model: nn.Module,
+                        height: int,
+                        width: int,
                         attention_handles: bool = True,
                         verbose: bool = False) -> int:
     """FLOPs of ``model``'s backbone and neck on one image (not padded).
@@ -238,7 +241,9 @@ class _TensorForward(nn.Module):
         return self.detector._forward(inputs, self.data_samples)
 
 
-def detector_flops(model: nn.Module, height: int, width: int,
+def detector_flops(model: nn.Module,
+                   height: int,
+                   width: int,
                    attention_handles: bool = True,
                    verbose: bool = False) -> Tuple[int, Tuple[int, int]]:
     """FLOPs of the whole detector's tensor forward (``_forward``: backbone,
@@ -257,8 +262,8 @@ def detector_flops(model: nn.Module, height: int, width: int,
         tuple: Multiply-adds and the padded ``(H, W)`` that was counted.
     """
     model.eval()
-    data = synthetic_batch(model, height, width, batch_size=1,
-                           with_targets=False)
+    data = synthetic_batch(
+        model, height, width, batch_size=1, with_targets=False)
     with torch.no_grad():
         data = model.data_preprocessor(data, False)
     padded = tuple(data['inputs'].shape[-2:])
@@ -283,8 +288,11 @@ def num_classes(model: nn.Module) -> int:
     raise ValueError(f'{type(model).__name__} has no head with num_classes')
 
 
-def synthetic_batch(model: nn.Module, height: int, width: int,
-                    batch_size: int = 1, with_targets: bool = True,
+def synthetic_batch(model: nn.Module,
+                    height: int,
+                    width: int,
+                    batch_size: int = 1,
+                    with_targets: bool = True,
                     boxes_per_image: int = 3) -> Dict[str, Sequence]:
     """A packed batch as a data loader gives it (uint8 images, data
     samples), made by mmdet's ``demo_mm_inputs``: random pixels and, with

@@ -7,7 +7,6 @@ still work, so the tools switch to gloo and CPU DDP there.
 """
 import datetime
 import logging
-
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
@@ -31,9 +30,11 @@ def adapt_dist_cfg_to_device(cfg: Config) -> Config:
     env_cfg = cfg.setdefault('env_cfg', {})
     dist_cfg = env_cfg.setdefault('dist_cfg', {})
     if dist_cfg.get('backend', 'nccl') != 'gloo':
-        print_log(f"CUDA is not available: using the 'gloo' backend instead "
-                  f"of {dist_cfg.get('backend', 'nccl')!r}", logger='current',
-                  level=logging.WARNING)
+        print_log(
+            f"CUDA is not available: using the 'gloo' backend instead "
+            f"of {dist_cfg.get('backend', 'nccl')!r}",
+            logger='current',
+            level=logging.WARNING)
         dist_cfg['backend'] = 'gloo'
     wrapper_cfg = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel')

@@ -12,9 +12,8 @@ file of its own loader's data set.
 """
 import argparse
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
-
 from mmengine.config import Config
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..datasets.class_checks import FROM_FILE
 
@@ -31,21 +30,26 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         'data location (every loader and evaluator; test defaults to val)')
     group.add_argument(
-        '--data-root', metavar='DIR',
+        '--data-root',
+        metavar='DIR',
         help='data_root of the train, val and test data sets; the '
         'evaluators read DIR/<their data set\'s ann_file>')
     for split in SPLITS:
         default = ' (default: the val value)' if split == 'test' else ''
         group.add_argument(
-            f'--{split}-ann', metavar='FILE',
+            f'--{split}-ann',
+            metavar='FILE',
             help=f'ann_file of the {split} data set, relative to the data '
             f'root{default}')
         group.add_argument(
-            f'--{split}-img', metavar='PREFIX',
+            f'--{split}-img',
+            metavar='PREFIX',
             help=f'image folder (data_prefix.img) of the {split} data set, '
             f'relative to the data root{default}')
     group.add_argument(
-        '--classes', nargs='+', metavar='NAME',
+        '--classes',
+        nargs='+',
+        metavar='NAME',
         help=f'class names of every data set (spaces kept: --classes '
         f'person "traffic light"), or "{FROM_FILE}" for the annotation '
         f'file\'s categories')
@@ -55,8 +59,10 @@ def _leaf_datasets(dataset: Any) -> List[dict]:
     """The data sets inside wrappers (``RepeatDataset``, ``ConcatDataset``,
     ``ClassBalancedDataset``, ...)."""
     if 'datasets' in dataset:
-        return [leaf for inner in dataset['datasets']
-                for leaf in _leaf_datasets(inner)]
+        return [
+            leaf for inner in dataset['datasets']
+            for leaf in _leaf_datasets(inner)
+        ]
     if 'dataset' in dataset:
         return _leaf_datasets(dataset['dataset'])
     return [dataset]
@@ -154,9 +160,8 @@ def parse_classes(values: Optional[Sequence[str]]) -> Optional[Any]:
         return None
     if FROM_FILE in values:
         if len(values) > 1:
-            raise ValueError(
-                f'--classes {FROM_FILE} takes no other name; got '
-                f'{list(values)}')
+            raise ValueError(f'--classes {FROM_FILE} takes no other name; got '
+                             f'{list(values)}')
         return FROM_FILE
     return tuple(values)
 
@@ -171,12 +176,17 @@ def apply_data_args(cfg: Config, args: argparse.Namespace) -> Config:
     Returns:
         Config: ``cfg``.
     """
+
     def given(kind: str) -> Dict[str, str]:
-        return {split: getattr(args, f'{split}_{kind}')
-                for split in SPLITS
-                if getattr(args, f'{split}_{kind}', None) is not None}
+        return {
+            split: getattr(args, f'{split}_{kind}')
+            for split in SPLITS
+            if getattr(args, f'{split}_{kind}', None) is not None
+        }
 
     return set_data_location(
-        cfg, data_root=getattr(args, 'data_root', None),
-        ann_files=given('ann'), img_prefixes=given('img'),
+        cfg,
+        data_root=getattr(args, 'data_root', None),
+        ann_files=given('ann'),
+        img_prefixes=given('img'),
         classes=parse_classes(getattr(args, 'classes', None)))

@@ -12,15 +12,15 @@ KNOWN_WARNINGS: Tuple[Tuple[str, Type[Warning], str], ...] = (
     # import it (and need it) on this stack; mmengine's package_utils also
     # reloads it with importlib.reload, which the warning then names
     (r'pkg_resources is deprecated as an API', UserWarning,
-     r'(mmengine|mmcv|mmdet|pkg_resources|importlib)(\..*)?$'),
-)
+     r'(mmengine|mmcv|mmdet|pkg_resources|importlib)(\..*)?$'), )
 
 
 def filter_third_party_warnings() -> None:
     """Ignore the :data:`KNOWN_WARNINGS` in this process."""
     for message, category, module in KNOWN_WARNINGS:
-        warnings.filterwarnings('ignore', message=message, category=category,
-                                module=module)
+        warnings.filterwarnings(
+            'ignore', message=message, category=category, module=module)
+
 
 # (logger-name regex, message regex matched from the start): deprecation
 # notices mmengine logs through its own logger about its own internals

@@ -14,18 +14,17 @@ TorchScript exporter (``dynamo=False``) fails on SASA's halo tensors and is
 not used.
 """
 import math
-import os
-import os.path as osp
-from typing import List, NamedTuple, Optional, Sequence, Tuple
-
 import numpy as np
 import onnx
 import onnxruntime as ort
+import os
+import os.path as osp
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from .complexity import build_detector
 
@@ -56,8 +55,9 @@ def max_opset() -> int:
     """Highest opset the installed torch exporter declares (23 for torch
     2.13), capped by what the installed ``onnx`` knows."""
     from torch.onnx import _constants
-    return min(getattr(_constants, 'ONNX_MAX_OPSET', 23),
-               onnx.defs.onnx_opset_version())
+    return min(
+        getattr(_constants, 'ONNX_MAX_OPSET', 23),
+        onnx.defs.onnx_opset_version())
 
 
 def check_opset(opset: int) -> int:
@@ -98,8 +98,8 @@ def load_detector(cfg: Config, checkpoint: str) -> nn.Module:
         raise FileNotFoundError(f'checkpoint file not found: {checkpoint!r}')
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model = build_detector(cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
-                    logger='silent')
+    load_checkpoint(
+        model, checkpoint, map_location='cpu', strict=True, logger='silent')
     return model.eval()
 
 
@@ -111,10 +111,12 @@ def default_input_shape(cfg: Config) -> Tuple[int, int]:
     Raises:
         ValueError: If the config has no such ``Resize`` (pass ``--shape``).
     """
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline', [])
-    scales = [step['scale'] for step in pipeline
-              if step.get('type') == 'Resize' and 'scale' in step]
+    pipeline = cfg.get('test_dataloader', {}).get('dataset',
+                                                  {}).get('pipeline', [])
+    scales = [
+        step['scale'] for step in pipeline
+        if step.get('type') == 'Resize' and 'scale' in step
+    ]
     if not scales or not isinstance(scales[0], (list, tuple)):
         raise ValueError('the config\'s test pipeline has no Resize with a '
                          '(w, h) scale; pass --shape H W')
@@ -159,9 +161,9 @@ def level_names(inputs: Tensor, outputs: Sequence[Tensor]) -> List[str]:
     return names
 
 
-def backbone_neck_for_export(cfg: Config, checkpoint: str, height: int,
-                             width: int
-                             ) -> Tuple[BackboneNeck, Tensor, List[str]]:
+def backbone_neck_for_export(
+        cfg: Config, checkpoint: str, height: int,
+        width: int) -> Tuple[BackboneNeck, Tensor, List[str]]:
     """What ``tools/deployment/export_onnx.py`` exports.
 
     Args:
@@ -176,8 +178,8 @@ def backbone_neck_for_export(cfg: Config, checkpoint: str, height: int,
         outputs (:func:`level_names`).
     """
     module = BackboneNeck(load_detector(cfg, checkpoint))
-    inputs = torch.randn(1, 3, height, width,
-                         generator=torch.Generator().manual_seed(0))
+    inputs = torch.randn(
+        1, 3, height, width, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         names = level_names(inputs, module(inputs))
     return module, inputs, names
@@ -238,8 +240,9 @@ def export_onnx(module: nn.Module,
 
 def model_opset(model: onnx.ModelProto) -> int:
     """Opset of the default (``ai.onnx``) domain of ``model``."""
-    return next(entry.version for entry in model.opset_import
-                if entry.domain in ('', 'ai.onnx'))
+    return next(
+        entry.version for entry in model.opset_import
+        if entry.domain in ('', 'ai.onnx'))
 
 
 def run_onnxruntime(path: str, inputs: Tensor) -> List[np.ndarray]:
@@ -248,8 +251,8 @@ def run_onnxruntime(path: str, inputs: Tensor) -> List[np.ndarray]:
     a deployment runs it, on ``OMP_NUM_THREADS`` threads if that is set."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(os.environ.get('OMP_NUM_THREADS', 0))
-    session = ort.InferenceSession(path, options,
-                                   providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(
+        path, options, providers=['CPUExecutionProvider'])
     feed = {session.get_inputs()[0].name: inputs.numpy()}
     return session.run(None, feed)
 
@@ -299,10 +302,11 @@ def compare_outputs(names: Sequence[str], expected: Sequence[Tensor],
             raise RuntimeError(f'output {name}: ONNX shape {out.shape} != '
                                f'PyTorch shape {ref.shape}')
         scale = float(np.abs(ref).max()) if ref.size else 0.0
-        diff = float(np.abs(out.astype(np.float64) - ref).max()
-                     ) if ref.size else 0.0
-        diffs.append(OutputDiff(name, tuple(ref.shape), scale, diff,
-                                atol + rtol * scale))
+        diff = float(np.abs(out.astype(np.float64) -
+                            ref).max()) if ref.size else 0.0
+        diffs.append(
+            OutputDiff(name, tuple(ref.shape), scale, diff,
+                       atol + rtol * scale))
     return diffs
 
 
@@ -334,8 +338,10 @@ def compare_with_torch(path: str, module: nn.Module, names: Sequence[str],
 
 def format_table(diffs: Sequence[OutputDiff]) -> str:
     """The comparison as aligned text, one output per row."""
-    lines = [f'{"output":<8}{"shape":<18}{"max |torch|":>12}'
-             f'{"max abs diff":>14}{"tolerance":>11}  ok']
+    lines = [
+        f'{"output":<8}{"shape":<18}{"max |torch|":>12}'
+        f'{"max abs diff":>14}{"tolerance":>11}  ok'
+    ]
     for diff in diffs:
         shape = 'x'.join(str(s) for s in diff.shape)
         lines.append(f'{diff.name:<8}{shape:<18}{diff.scale:>12.4g}'
@@ -353,8 +359,8 @@ def format_verdict(diffs: Sequence[OutputDiff]) -> str:
              if beyond else 'all within tolerance'))
 
 
-def format_comparison(diffs: Sequence[OutputDiff], inputs: Tensor,
-                      atol: float, rtol: float) -> str:
+def format_comparison(diffs: Sequence[OutputDiff], inputs: Tensor, atol: float,
+                      rtol: float) -> str:
     """The report of one comparison: versions, input and tolerance, then
     :func:`format_table` and :func:`format_verdict`."""
     shape = 'x'.join(str(s) for s in inputs.shape)
@@ -402,9 +408,9 @@ def onnx_file_size(path: str) -> int:
 
 
 __all__ = [
-    'MIN_OPSET', 'DEFAULT_OPSET', 'ATOL', 'RTOL', 'max_opset',
-    'check_opset', 'load_detector', 'default_input_shape', 'BackboneNeck',
-    'level_names', 'backbone_neck_for_export', 'export_onnx', 'model_opset',
+    'MIN_OPSET', 'DEFAULT_OPSET', 'ATOL', 'RTOL', 'max_opset', 'check_opset',
+    'load_detector', 'default_input_shape', 'BackboneNeck', 'level_names',
+    'backbone_neck_for_export', 'export_onnx', 'model_opset',
     'run_onnxruntime', 'OutputDiff', 'compare_outputs', 'compare_with_torch',
     'format_table', 'format_verdict', 'format_comparison',
     'export_and_compare', 'onnx_file_size'

@@ -9,12 +9,11 @@ blocks take the path they would take on a GPU (``impl='auto'`` picks the
 CPU-only fast paths only for CPU tensors).
 """
 import copy
-from collections import Counter
-from typing import Callable, Dict, List, Optional, Sequence
-
 import torch
+from collections import Counter
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from typing import Callable, Dict, List, Optional, Sequence
 
 
 class OpCounter(TorchDispatchMode):
@@ -35,12 +34,13 @@ class OpCounter(TorchDispatchMode):
         return sum(self.counts.values())
 
 
-def count_ops(module: nn.Module,
-              shape: Sequence[int],
-              backward: bool = True,
-              device: str = 'meta',
-              forward_fn: Optional[Callable[[nn.Module, Tensor],
-                                            Tensor]] = None) -> Counter:
+def count_ops(
+    module: nn.Module,
+    shape: Sequence[int],
+    backward: bool = True,
+    device: str = 'meta',
+    forward_fn: Optional[Callable[[nn.Module, Tensor],
+                                  Tensor]] = None) -> Counter:
     """Ops dispatched by one forward (and backward) of ``module``.
 
     A copy of ``module`` is moved to ``device`` (the original is left
@@ -105,18 +105,25 @@ def block_op_counts() -> List[Dict[str, object]]:
          lambda: GCBlock(512, ratio=1 / 16)),
         ('SE r16', (2, 512, 100, 168), 'mmdet SELayer',
          lambda: SELayer(512, ratio=16), lambda: SEBlock(512, ratio=1 / 16)),
-        ('NL', (1, 512, 100, 168), 'mmcv NonLocal2d',
-         lambda: NonLocal2d(512), lambda: NLBlock(512)),
+        ('NL', (1, 512, 100, 168), 'mmcv NonLocal2d', lambda: NonLocal2d(512),
+         lambda: NLBlock(512)),
         ('SASA k7', (2, 256, 50, 84), 'unfold attention (SASA reference)',
          lambda: with_impl(SASAConv(256, 256, 7, num_heads=8), 'reference'),
          lambda: SASAConv(256, 256, 7, num_heads=8)),
     ]
     rows = []
     for name, shape, ref_name, make_ref, make_ours in cases:
-        rows.append(dict(
-            name=name, shape=shape, reference=ref_name,
-            reference_ops=sum(count_ops(make_ref(), shape).values()),
-            ops={impl: sum(count_ops(with_impl(make_ours(), impl),
-                                     shape).values())
-                 for impl in ('auto', 'fused')}))
+        rows.append(
+            dict(
+                name=name,
+                shape=shape,
+                reference=ref_name,
+                reference_ops=sum(count_ops(make_ref(), shape).values()),
+                ops={
+                    impl:
+                    sum(
+                        count_ops(with_impl(make_ours(), impl),
+                                  shape).values())
+                    for impl in ('auto', 'fused')
+                }))
     return rows

@@ -71,7 +71,6 @@ def get_config_path(name: str) -> str:
         name += '.py'
     path = shipped_path('configs', name)
     if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'mmgc ships no config {name!r} (looked in '
-            f'{osp.dirname(path)})')
+        raise FileNotFoundError(f'mmgc ships no config {name!r} (looked in '
+                                f'{osp.dirname(path)})')
     return path

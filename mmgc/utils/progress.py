@@ -2,9 +2,8 @@
 with a title and a status text, e.g. the training loss)."""
 import sys
 import time
-from typing import Optional, TextIO
-
 from mmengine.utils import ProgressBar as MMEngineProgressBar
+from typing import Optional, TextIO
 
 
 class ProgressBar(MMEngineProgressBar):
@@ -27,9 +26,14 @@ class ProgressBar(MMEngineProgressBar):
         min_interval (float): Seconds between redraws on a terminal.
     """
 
-    def __init__(self, task_num: int, title: str = '', unit: str = 'it',
-                 start_at: int = 0, file: Optional[TextIO] = None,
-                 bar_width: int = 30, min_interval: float = 0.2) -> None:
+    def __init__(self,
+                 task_num: int,
+                 title: str = '',
+                 unit: str = 'it',
+                 start_at: int = 0,
+                 file: Optional[TextIO] = None,
+                 bar_width: int = 30,
+                 min_interval: float = 0.2) -> None:
         self.title = title
         self.unit = unit
         self.start_at = start_at
@@ -51,8 +55,7 @@ class ProgressBar(MMEngineProgressBar):
         self._start_time = time.perf_counter()
         self._draw(force=True)
 
-    def update(self, num_tasks: int = 1, status: Optional[str] = None
-               ) -> None:
+    def update(self, num_tasks: int = 1, status: Optional[str] = None) -> None:
         """Count ``num_tasks`` more steps; ``status`` replaces the text
         after the bar."""
         self.completed += num_tasks
@@ -96,8 +99,8 @@ class ProgressBar(MMEngineProgressBar):
         bar = '>' * marks + ' ' * (self.bar_width - marks)
         parts = [f'{self.completed}/{self.task_num}']
         if rate > 0:
-            parts.append(f'{rate:.1f} {self.unit}/s' if rate >= 1 else
-                         f'{1 / rate:.1f} s/{self.unit}')
+            parts.append(f'{rate:.1f} {self.unit}/s' if rate >=
+                         1 else f'{1 / rate:.1f} s/{self.unit}')
         parts.append(f'elapsed {elapsed:.0f}s')
         if 0 < done and self.completed < self.task_num:
             parts.append(f'ETA {(self.task_num - self.completed) / rate:.0f}s')

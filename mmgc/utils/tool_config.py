@@ -8,10 +8,9 @@ import argparse
 import logging
 import os
 import os.path as osp
-from typing import Optional, Sequence, Tuple
-
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from typing import Optional, Sequence, Tuple
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
 from .data_location import add_data_args, apply_data_args
@@ -29,13 +28,16 @@ def add_cfg_options_arg(parser: argparse.ArgumentParser,
         example (str): An example override for the help text.
     """
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help=f'override settings in {applies_to}, key=value pairs, e.g. '
         f'{example}')
 
 
-def add_shape_arg(parser: argparse.ArgumentParser,
-                  default: Tuple[int, int] = (800, 1333)) -> None:
+def add_shape_arg(
+    parser: argparse.ArgumentParser, default: Tuple[int, int] = (800, 1333)
+) -> None:
     """Add ``--shape H [W]`` (MMDetection 2.x's get_flops convention: one
     value is a square); read it back with :func:`image_shape`.
 
@@ -44,7 +46,10 @@ def add_shape_arg(parser: argparse.ArgumentParser,
         default (tuple[int, int]): ``(H, W)`` when the flag is not given.
     """
     parser.add_argument(
-        '--shape', type=int, nargs='+', default=list(default),
+        '--shape',
+        type=int,
+        nargs='+',
+        default=list(default),
         help=f'input image size H W (one value: square); default '
         f'{default[0]} {default[1]}')
 
@@ -73,16 +78,20 @@ def add_config_and_launch_args(parser: argparse.ArgumentParser) -> None:
     Args:
         parser (argparse.ArgumentParser): Modified in place.
     """
-    add_cfg_options_arg(parser, example='train_cfg.max_iters=10 '
-                        '"model.backbone.depth=101"')
+    add_cfg_options_arg(
+        parser, example='train_cfg.max_iters=10 '
+        '"model.backbone.depth=101"')
     parser.add_argument(
-        '--progress', action='store_true',
+        '--progress',
+        action='store_true',
         help='console: one progress bar per phase (training: loss and ETA), '
         'warnings and errors; the full log still goes to '
         '<work_dir>/<timestamp>/<timestamp>.log')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -106,7 +115,8 @@ def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def load_tool_config(config: str, launcher: str = 'none',
+def load_tool_config(config: str,
+                     launcher: str = 'none',
                      cfg_options: Optional[dict] = None,
                      work_dir: Optional[str] = None) -> Config:
     """Load a config the way MMDetection's tools do.
@@ -183,13 +193,19 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
-        '--amp', action='store_true', default=False,
+        '--amp',
+        action='store_true',
+        default=False,
         help='enable automatic-mixed-precision training')
     parser.add_argument(
-        '--auto-scale-lr', action='store_true',
+        '--auto-scale-lr',
+        action='store_true',
         help='enable automatically scaling LR to the actual batch size')
     parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
         help='resume from the given checkpoint, or, with no value, from the '
         'latest checkpoint in the work dir')
     add_data_args(parser)
@@ -224,8 +240,10 @@ def build_train_config(args: argparse.Namespace) -> Config:
     if args.amp:
         wrapper_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if wrapper_type == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in your config.',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                'AMP training is already enabled in your config.',
+                logger='current',
+                level=logging.WARNING)
         elif wrapper_type != 'OptimWrapper':
             raise ValueError(
                 f'--amp needs optim_wrapper.type="OptimWrapper", got '
@@ -265,10 +283,12 @@ def build_test_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--work-dir', help='the directory to save the evaluation metrics')
     parser.add_argument(
-        '--out', type=str,
+        '--out',
+        type=str,
         help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument(
-        '--metrics-out', type=str,
+        '--metrics-out',
+        type=str,
         help='write the evaluation metrics to this JSON file')
     parser.add_argument(
         '--show', action='store_true', help='show prediction results')
@@ -279,7 +299,9 @@ def build_test_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--no-classwise', dest='classwise', action='store_false',
+        '--no-classwise',
+        dest='classwise',
+        action='store_false',
         help='leave out the per-class AP table (on by default for COCO '
         'metrics: printed and written to --metrics-out)')
     add_data_args(parser)

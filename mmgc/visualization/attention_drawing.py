@@ -14,12 +14,11 @@ Coordinates: ``meta`` is a data sample's metainfo (``ori_shape``,
 feature map that covers the padded batch input.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
-
 import mmcv
 import numpy as np
 from mmengine.visualization import Visualizer
 from mmengine.visualization.utils import convert_overlay_heatmap
+from typing import List, Optional, Sequence, Tuple
 
 from .contact_sheet import save_contact_sheet
 
@@ -36,18 +35,17 @@ def to_image_coords(point: Point, meta: dict) -> Point:
     return point[0] * scale_x, point[1] * scale_y
 
 
-def point_to_cell(point: Point, map_size: Tuple[int, int],
-                  meta: dict) -> Cell:
+def point_to_cell(point: Point, map_size: Tuple[int, int], meta: dict) -> Cell:
     """The map cell ``(row, col)`` containing an original-image point."""
     x, y = to_image_coords(point, meta)
     pad_h, pad_w = meta['batch_input_shape']
     height, width = map_size
-    return (min(height - 1, int(y * height / pad_h)),
-            min(width - 1, int(x * width / pad_w)))
+    return (min(height - 1,
+                int(y * height / pad_h)), min(width - 1,
+                                              int(x * width / pad_w)))
 
 
-def cell_to_point(cell: Cell, map_size: Tuple[int, int],
-                  meta: dict) -> Point:
+def cell_to_point(cell: Cell, map_size: Tuple[int, int], meta: dict) -> Point:
     """Centre of a map cell in original-image pixels."""
     pad_h, pad_w = meta['batch_input_shape']
     scale_x, scale_y = meta['scale_factor']
@@ -65,7 +63,9 @@ def grid_points(num: int, meta: dict) -> List[Point]:
     return points[:num]
 
 
-def map_to_image(heat: np.ndarray, meta: dict, out_hw: Tuple[int, int],
+def map_to_image(heat: np.ndarray,
+                 meta: dict,
+                 out_hw: Tuple[int, int],
                  interpolation: str = 'bilinear') -> np.ndarray:
     """A map over the batch input (its cells tile the padded input from the
     top-left), cropped to the image and resized to the drawing's size.
@@ -81,17 +81,22 @@ def map_to_image(heat: np.ndarray, meta: dict, out_hw: Tuple[int, int],
     """
     pad_h, pad_w = meta['batch_input_shape']
     img_h, img_w = meta['img_shape']
-    resized = mmcv.imresize(heat.astype(np.float32), (pad_w, pad_h),
-                            interpolation=interpolation)  # [pad_h, pad_w]
-    return mmcv.imresize(resized[:img_h, :img_w], (out_hw[1], out_hw[0]),
-                         interpolation=interpolation)
+    resized = mmcv.imresize(
+        heat.astype(np.float32), (pad_w, pad_h),
+        interpolation=interpolation)  # [pad_h, pad_w]
+    return mmcv.imresize(
+        resized[:img_h, :img_w], (out_hw[1], out_hw[0]),
+        interpolation=interpolation)
 
 
-def draw_panel(visualizer: Visualizer, image: np.ndarray,
-               heat: np.ndarray, alpha: float, label: str,
-               query: Optional[Point] = None,
-               box: Optional[Tuple[float, float, float, float]] = None
-               ) -> np.ndarray:
+def draw_panel(
+        visualizer: Visualizer,
+        image: np.ndarray,
+        heat: np.ndarray,
+        alpha: float,
+        label: str,
+        query: Optional[Point] = None,
+        box: Optional[Tuple[float, float, float, float]] = None) -> np.ndarray:
     """One heat-map overlay with an optional query marker and window box.
 
     Args:
@@ -109,15 +114,20 @@ def draw_panel(visualizer: Visualizer, image: np.ndarray,
     visualizer.set_image(convert_overlay_heatmap(heat, image, alpha))
     font = max(6, image.shape[0] // 28)
     if box is not None:
-        visualizer.draw_bboxes(np.array([box]), edge_colors='white',
-                               line_widths=1)
+        visualizer.draw_bboxes(
+            np.array([box]), edge_colors='white', line_widths=1)
     if query is not None:
-        visualizer.draw_points(np.array([query]), colors='white',
-                               marker='X', sizes=np.array([font * 10]))
-    visualizer.draw_texts(label, np.array([2, 2]), colors='white',
-                          font_sizes=font,
-                          bboxes=dict(facecolor='black', alpha=0.6, pad=1,
-                                      edgecolor='none'))
+        visualizer.draw_points(
+            np.array([query]),
+            colors='white',
+            marker='X',
+            sizes=np.array([font * 10]))
+    visualizer.draw_texts(
+        label,
+        np.array([2, 2]),
+        colors='white',
+        font_sizes=font,
+        bboxes=dict(facecolor='black', alpha=0.6, pad=1, edgecolor='none'))
     return visualizer.get_image()
 
 
@@ -132,9 +142,13 @@ def support_box(heat: np.ndarray) -> Optional[Tuple[Cell, Cell]]:
     return (rows[0], cols[0]), (rows[-1], cols[-1])
 
 
-def draw_attention(visualizer: Visualizer, maps: np.ndarray,
-                   cells: Sequence[Cell], image: np.ndarray, meta: dict,
-                   alpha: float, label: str,
+def draw_attention(visualizer: Visualizer,
+                   maps: np.ndarray,
+                   cells: Sequence[Cell],
+                   image: np.ndarray,
+                   meta: dict,
+                   alpha: float,
+                   label: str,
                    query_independent: bool = False) -> np.ndarray:
     """Panels of one block's attention side by side, one per query (or one
     for all when ``query_independent``).
@@ -159,9 +173,10 @@ def draw_attention(visualizer: Visualizer, maps: np.ndarray,
     map_size = maps.shape[1:]
     if query_independent:
         heat = map_to_image(maps[0], meta, out_hw)
-        return draw_panel(visualizer, image, heat, alpha,
-                          f'{label} {map_size[0]}x{map_size[1]}: one map for '
-                          f'all queries')
+        return draw_panel(
+            visualizer, image, heat, alpha,
+            f'{label} {map_size[0]}x{map_size[1]}: one map for '
+            f'all queries')
     pad_h, pad_w = meta['batch_input_shape']
     # half a cell in original-image pixels: boxes enclose whole cells
     half_x = pad_w / map_size[1] / 2 / meta['scale_factor'][0]
@@ -174,10 +189,9 @@ def draw_attention(visualizer: Visualizer, maps: np.ndarray,
         if window is not None:
             first = cell_to_point(window[0], map_size, meta)
             last = cell_to_point(window[1], map_size, meta)
-            box = tuple(zoom * v for v in (first[0] - half_x,
-                                           first[1] - half_y,
-                                           last[0] + half_x,
-                                           last[1] + half_y))
+            box = tuple(zoom * v
+                        for v in (first[0] - half_x, first[1] - half_y,
+                                  last[0] + half_x, last[1] + half_y))
         heat = map_to_image(weights, meta, out_hw,
                             'bilinear' if window is None else 'nearest')
         panels.append(
@@ -205,6 +219,8 @@ def save_attention_sheet(files: Sequence[Sequence[str]],
         return None
     columns = len(files[0])
     tile = max(120, min(320, SHEET_WIDTH // columns))
-    return save_contact_sheet(
-        [f for row in files for f in row], out_file, cols=columns,
-        tile_width=tile, captions=[c for row in captions for c in row])
+    return save_contact_sheet([f for row in files for f in row],
+                              out_file,
+                              cols=columns,
+                              tile_width=tile,
+                              captions=[c for row in captions for c in row])

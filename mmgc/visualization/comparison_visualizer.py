@@ -1,6 +1,4 @@
 """Ground truth beside prediction, one colour per class, with a legend."""
-from typing import List, Optional, Sequence, Tuple
-
 import cv2
 import mmcv
 import numpy as np
@@ -10,6 +8,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks, PolygonMasks, bitmap_to_polygon
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
+from typing import List, Optional, Sequence, Tuple
 
 Colour = Tuple[int, int, int]
 TITLE_HEIGHT = 18  # px of the title strip above each panel
@@ -35,16 +34,22 @@ def class_colours(num_classes: int,
     if num_classes <= 20:
         from matplotlib import colormaps
         cmap = colormaps['tab10' if num_classes <= 10 else 'tab20']
-        return [tuple(int(round(255 * c)) for c in cmap(i)[:3])
-                for i in range(num_classes)]
+        return [
+            tuple(int(round(255 * c)) for c in cmap(i)[:3])
+            for i in range(num_classes)
+        ]
     if palette is not None and len(palette) >= num_classes:
-        return [tuple(int(c) for c in colour)
-                for colour in palette[:num_classes]]
+        return [
+            tuple(int(c) for c in colour) for colour in palette[:num_classes]
+        ]
     hues = np.linspace(0, 180, num_classes, endpoint=False).astype(np.uint8)
-    hsv = np.stack([hues, np.full_like(hues, 200), np.full_like(hues, 230)],
-                   axis=-1)[None]
-    return [tuple(int(c) for c in rgb)
-            for rgb in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]]
+    hsv = np.stack(
+        [hues, np.full_like(hues, 200),
+         np.full_like(hues, 230)], axis=-1)[None]
+    return [
+        tuple(int(c) for c in rgb)
+        for rgb in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
+    ]
 
 
 def _as_bool_masks(masks, shape: Tuple[int, int]) -> np.ndarray:
@@ -58,7 +63,9 @@ def _as_bool_masks(masks, shape: Tuple[int, int]) -> np.ndarray:
         (0, *shape), bool)
 
 
-def _text_strip(width: int, height: int, text: str,
+def _text_strip(width: int,
+                height: int,
+                text: str,
                 colour: Colour = (235, 235, 235)) -> np.ndarray:
     """A dark strip with one line of text."""
     strip = np.full((height, width, 3), 32, np.uint8)
@@ -126,7 +133,9 @@ class DetComparisonVisualizer(DetLocalVisualizer):
             ``vis_backends``, ``save_dir``...).
     """
 
-    def __init__(self, name: str = 'visualizer', mask_alpha: float = 0.45,
+    def __init__(self,
+                 name: str = 'visualizer',
+                 mask_alpha: float = 0.45,
                  **kwargs) -> None:
         kwargs.setdefault('line_width', 2)
         super().__init__(name=name, **kwargs)
@@ -161,21 +170,23 @@ class DetComparisonVisualizer(DetLocalVisualizer):
         if 'masks' in instances:
             masks = _as_bool_masks(instances.masks, (height, width))
             if len(masks):
-                self.draw_binary_masks(masks, colors=instance_colours,
-                                       alphas=self.mask_alpha)
+                self.draw_binary_masks(
+                    masks, colors=instance_colours, alphas=self.mask_alpha)
                 for mask, colour in zip(masks, instance_colours):
                     contours, _ = bitmap_to_polygon(mask)
                     if contours:
-                        self.draw_polygons(contours, edge_colors=colour,
-                                           line_widths=1)
+                        self.draw_polygons(
+                            contours, edge_colors=colour, line_widths=1)
         if 'bboxes' in instances:
             boxes = instances.bboxes
             boxes = getattr(boxes, 'tensor', boxes)  # mmdet's HorizontalBoxes
             boxes = torch.as_tensor(boxes).float().cpu().clone()
             boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width - 1)
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
-            self.draw_bboxes(boxes, edge_colors=instance_colours,
-                             line_widths=self.line_width)
+            self.draw_bboxes(
+                boxes,
+                edge_colors=instance_colours,
+                line_widths=self.line_width)
             font_size = max(7, min(12, min(height, width) // 24))
             for i, (box, label) in enumerate(zip(boxes.tolist(), labels)):
                 text = classes[label] if label < len(classes) else str(label)
@@ -189,10 +200,18 @@ class DetComparisonVisualizer(DetLocalVisualizer):
                     min(max(box[1] - 1.6 * font_size, 0), height - 1)
                 ])
                 self.draw_texts(
-                    text, position, colors='white', font_sizes=font_size,
-                    bboxes=[dict(facecolor=tuple(c / 255 for c in
-                                                 instance_colours[i]),
-                                 alpha=0.8, pad=0.6, edgecolor='none')])
+                    text,
+                    position,
+                    colors='white',
+                    font_sizes=font_size,
+                    bboxes=[
+                        dict(
+                            facecolor=tuple(c / 255
+                                            for c in instance_colours[i]),
+                            alpha=0.8,
+                            pad=0.6,
+                            edgecolor='none')
+                    ])
         return self.get_image()
 
     def add_datasample(self,
@@ -216,16 +235,18 @@ class DetComparisonVisualizer(DetLocalVisualizer):
             data_sample = data_sample.cpu()
             if draw_gt and 'gt_instances' in data_sample:
                 gt = data_sample.gt_instances
-                panels.append(self._panel(
-                    image, gt, colours, f'ground truth: {len(gt)} object' +
-                    ('s' if len(gt) != 1 else '')))
+                panels.append(
+                    self._panel(
+                        image, gt, colours, f'ground truth: {len(gt)} object' +
+                        ('s' if len(gt) != 1 else '')))
                 shown.update(int(label) for label in gt.labels)
             if draw_pred and 'pred_instances' in data_sample:
                 pred = data_sample.pred_instances
                 pred = pred[pred.scores >= pred_score_thr]
-                panels.append(self._panel(
-                    image, pred, colours,
-                    f'prediction (score >= {pred_score_thr:g}): {len(pred)}'))
+                panels.append(
+                    self._panel(
+                        image, pred, colours, f'prediction (score >= '
+                        f'{pred_score_thr:g}): {len(pred)}'))
                 shown.update(int(label) for label in pred.labels)
         if not panels:
             panels = [image]
@@ -239,7 +260,8 @@ class DetComparisonVisualizer(DetLocalVisualizer):
                 row,
                 legend(row.shape[1], [classes[i] for i in present],
                        [colours[i] for i in present])
-            ], axis=0)
+            ],
+                                 axis=0)
         if show:
             self.show(row, win_name=name, wait_time=wait_time)
         if out_file is not None:
@@ -253,4 +275,3 @@ class DetComparisonVisualizer(DetLocalVisualizer):
         return np.concatenate(
             [_text_strip(drawing.shape[1], TITLE_HEIGHT, title), drawing],
             axis=0)
-

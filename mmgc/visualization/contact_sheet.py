@@ -1,11 +1,10 @@
 """Contact sheets: many drawings in one PNG, to see a run at a glance."""
-import os
-import os.path as osp
-from typing import Optional, Sequence
-
 import cv2
 import mmcv
 import numpy as np
+import os
+import os.path as osp
+from typing import Optional, Sequence
 
 CAPTION_HEIGHT = 16  # px under each tile
 BACKGROUND = 255
@@ -45,9 +44,9 @@ def contact_sheet(images: Sequence[np.ndarray],
     tiles = []
     for i, image in enumerate(images):
         tile = mmcv.imresize(
-            image, (tile_width,
-                    max(1, round(image.shape[0] * tile_width /
-                                 image.shape[1]))))
+            image,
+            (tile_width,
+             max(1, round(image.shape[0] * tile_width / image.shape[1]))))
         if captions is not None:
             strip = np.full((caption_height, tile_width, 3), BACKGROUND,
                             np.uint8)
@@ -59,9 +58,10 @@ def contact_sheet(images: Sequence[np.ndarray],
     cols = min(cols, len(tiles))
     rows = [tiles[i:i + cols] for i in range(0, len(tiles), cols)]
     row_heights = [max(t.shape[0] for t in row) for row in rows]
-    sheet = np.full((gap + sum(h + gap for h in row_heights),
-                     gap + cols * (tile_width + gap), 3), BACKGROUND,
-                    np.uint8)
+    sheet = np.full(
+        (gap + sum(h + gap
+                   for h in row_heights), gap + cols * (tile_width + gap), 3),
+        BACKGROUND, np.uint8)
     y = gap
     for row, height in zip(rows, row_heights):
         for c, tile in enumerate(row):
@@ -71,8 +71,10 @@ def contact_sheet(images: Sequence[np.ndarray],
     return sheet
 
 
-def save_contact_sheet(files: Sequence[str], out_file: str,
-                       cols: int = 4, tile_width: int = 400,
+def save_contact_sheet(files: Sequence[str],
+                       out_file: str,
+                       cols: int = 4,
+                       tile_width: int = 400,
                        captions: Optional[Sequence[str]] = None) -> str:
     """Read image files and write their contact sheet as ``out_file``.
 

@@ -1,15 +1,14 @@
 """Draw saved predictions (``tools/test.py --out preds.pkl``) against a data
 set's ground truth, without running the model again."""
-import os
-import os.path as osp
-from typing import Dict, List, Optional, Sequence
-
 import mmcv
 import numpy as np
+import os
+import os.path as osp
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from pycocotools import mask as mask_utils
+from typing import Dict, List, Optional, Sequence
 
 from ..utils.progress import ProgressBar
 from .comparison_visualizer import DetComparisonVisualizer
@@ -30,8 +29,10 @@ def decode_mask(mask, height: int, width: int) -> np.ndarray:
 def gt_instances(data_info: dict, height: int, width: int) -> InstanceData:
     """The objects of a data set item (``get_data_info``) that count as
     ground truth (``ignore_flag`` 0: crowd regions are left out)."""
-    objects = [obj for obj in data_info.get('instances', [])
-               if not obj.get('ignore_flag', 0)]
+    objects = [
+        obj for obj in data_info.get('instances', [])
+        if not obj.get('ignore_flag', 0)
+    ]
     instances = InstanceData()
     instances.bboxes = torch.tensor([obj['bbox'] for obj in objects],
                                     dtype=torch.float32).reshape(-1, 4)
@@ -54,8 +55,10 @@ def pred_instances(result: dict, height: int, width: int) -> InstanceData:
     if 'masks' in pred:
         masks = pred['masks']
         if isinstance(masks, (list, tuple)):
-            masks = (np.stack([decode_mask(m, height, width) for m in masks])
-                     if len(masks) else np.zeros((0, height, width), bool))
+            masks = (
+                np.stack([decode_mask(m, height, width)
+                          for m in masks]) if len(masks) else np.zeros(
+                              (0, height, width), bool))
         instances.masks = np.asarray(masks).astype(bool)
     return instances
 
@@ -102,13 +105,17 @@ def draw_predictions(dataset,
         height, width = image.shape[:2]
         sample = DetDataSample()
         sample.gt_instances = gt_instances(info, height, width)
-        sample.pred_instances = pred_instances(by_id[info['img_id']],
-                                               height, width)
+        sample.pred_instances = pred_instances(by_id[info['img_id']], height,
+                                               width)
         out_file = osp.join(
-            out_dir, osp.splitext(osp.basename(info['img_path']))[0] + '.png')
+            out_dir,
+            osp.splitext(osp.basename(info['img_path']))[0] + '.png')
         visualizer.add_datasample(
-            osp.basename(info['img_path']), image, sample,
-            pred_score_thr=score_thr, out_file=out_file)
+            osp.basename(info['img_path']),
+            image,
+            sample,
+            pred_score_thr=score_thr,
+            out_file=out_file)
         files.append(out_file)
         if bar is not None:
             bar.update()

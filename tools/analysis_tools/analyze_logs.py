@@ -23,40 +23,58 @@ from mmgc.analysis.log_analysis import (TrainLog, draw_curves,
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Analyze Json Log')
-    subparsers = parser.add_subparsers(dest='task', required=True,
-                                       help='task parser')
-    plot = subparsers.add_parser('plot_curve',
-                                 help='parser for plotting curves')
-    plot.add_argument('json_logs', nargs='+',
-                      help='path of train log in json format')
-    plot.add_argument('--keys', nargs='+', default=['bbox_mAP'],
-                      help='the metrics to plot, e.g. loss loss_cls '
-                      'bbox_mAP (default: bbox_mAP)')
-    plot.add_argument('--start-epoch', type=int, default=1,
-                      help='first epoch plotted (epoch-based logs)')
-    plot.add_argument('--start-iter', type=int, default=1,
-                      help='first iteration plotted')
+    subparsers = parser.add_subparsers(
+        dest='task', required=True, help='task parser')
+    plot = subparsers.add_parser(
+        'plot_curve', help='parser for plotting curves')
     plot.add_argument(
-        '--eval-interval', type=int, default=1,
+        'json_logs', nargs='+', help='path of train log in json format')
+    plot.add_argument(
+        '--keys',
+        nargs='+',
+        default=['bbox_mAP'],
+        help='the metrics to plot, e.g. loss loss_cls '
+        'bbox_mAP (default: bbox_mAP)')
+    plot.add_argument(
+        '--start-epoch',
+        type=int,
+        default=1,
+        help='first epoch plotted (epoch-based logs)')
+    plot.add_argument(
+        '--start-iter', type=int, default=1, help='first iteration plotted')
+    plot.add_argument(
+        '--eval-interval',
+        type=int,
+        default=1,
         help='accepted for MMDetection compatibility; not needed: mmengine '
         'logs record the step of every evaluation')
     plot.add_argument('--title', help='title of figure')
-    plot.add_argument('--legend', nargs='+', default=None,
-                      help='legend of each plot (one per log and key)')
-    plot.add_argument('--backend', default=None,
-                      help='matplotlib backend (default: Agg with --out)')
-    plot.add_argument('--style', default='dark',
-                      help='matplotlib style; seaborn names (dark, '
-                      'whitegrid, ...) are accepted (default: dark)')
-    plot.add_argument('--out', default=None,
-                      help='save the figure here instead of showing it')
+    plot.add_argument(
+        '--legend',
+        nargs='+',
+        default=None,
+        help='legend of each plot (one per log and key)')
+    plot.add_argument(
+        '--backend',
+        default=None,
+        help='matplotlib backend (default: Agg with --out)')
+    plot.add_argument(
+        '--style',
+        default='dark',
+        help='matplotlib style; seaborn names (dark, '
+        'whitegrid, ...) are accepted (default: dark)')
+    plot.add_argument(
+        '--out',
+        default=None,
+        help='save the figure here instead of showing it')
     time_parser = subparsers.add_parser(
         'cal_train_time',
         help='parser for computing the average time per training iteration')
-    time_parser.add_argument('json_logs', nargs='+',
-                             help='path of train log in json format')
     time_parser.add_argument(
-        '--include-outliers', action='store_true',
+        'json_logs', nargs='+', help='path of train log in json format')
+    time_parser.add_argument(
+        '--include-outliers',
+        action='store_true',
         help='include the first value of every epoch (iteration-based: of '
         'the log) when computing the average time')
     args = parser.parse_args(argv)
@@ -73,8 +91,8 @@ def plot_curve(logs: List[TrainLog], args: argparse.Namespace) -> None:
     plan = plan_curves(logs, args.keys, args.legend, args.start_epoch)
     for log, key, _ in plan.curves:
         print(f'plot curve of {log.path}, metric is {key}')
-    draw_curves(plan, args.start_epoch, args.start_iter, args.title,
-                args.out, args.backend, args.style)
+    draw_curves(plan, args.start_epoch, args.start_iter, args.title, args.out,
+                args.backend, args.style)
     if args.out is not None:
         print(f'save curve to: {args.out}')
 
@@ -83,8 +101,8 @@ def cal_train_time(logs: List[TrainLog], args: argparse.Namespace) -> None:
     """Print the training speed of every log."""
     for log in logs:
         print(f'{"-" * 5}Analyze train time of {log.path}{"-" * 5}')
-        print(format_train_time(
-            train_time_summary(log, args.include_outliers)))
+        print(
+            format_train_time(train_time_summary(log, args.include_outliers)))
 
 
 def main() -> None:

@@ -37,16 +37,11 @@ Usage:
         [--device cpu] [--cfg-options k=v ...]
 """
 import argparse
-import os.path as osp
-import sys
 from typing import Tuple
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-import mmgc  # noqa: E402,F401  (registers the blocks, checkpoint allow-list)
-from mmgc.analysis.attention import (analyse_attention,  # noqa: E402
-                                     format_table)
-from mmgc.utils import add_cfg_options_arg  # noqa: E402
+import mmgc  # noqa: F401  (registers the blocks, checkpoint allow-list)
+from mmgc.analysis.attention import analyse_attention, format_table
+from mmgc.utils import add_cfg_options_arg
 
 Point = Tuple[float, float]
 
@@ -59,38 +54,55 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument(
-        '--out-dir', default='work_dirs/attention_maps',
+        '--out-dir',
+        default='work_dirs/attention_maps',
         help='directory for the PNGs and attention_stats.json')
     queries = parser.add_mutually_exclusive_group()
     queries.add_argument(
-        '--queries', type=int, default=4,
+        '--queries',
+        type=int,
+        default=4,
         help='number of query positions drawn, on a grid over the image')
     queries.add_argument(
-        '--query-points', nargs='+', metavar='X,Y',
+        '--query-points',
+        nargs='+',
+        metavar='X,Y',
         help='query positions drawn, in pixels of the original image')
     parser.add_argument(
-        '--blocks', nargs='+', metavar='PATTERN',
+        '--blocks',
+        nargs='+',
+        metavar='PATTERN',
         help='analyse only blocks whose module name matches one of these '
         'fnmatch patterns (default: all), e.g. "backbone.layer3.*"')
     parser.add_argument(
-        '--draw-blocks', nargs='+', metavar='PATTERN',
+        '--draw-blocks',
+        nargs='+',
+        metavar='PATTERN',
         help='draw only these of the analysed blocks (default: all)')
     parser.add_argument(
-        '--num-positions', type=int, default=64,
+        '--num-positions',
+        type=int,
+        default=64,
         help='positions sampled for the cosine distances (default: 64)')
     parser.add_argument(
-        '--panel-size', type=int, default=None,
+        '--panel-size',
+        type=int,
+        default=None,
         help='draw each panel with this longer side in pixels (default: '
         'the original image size)')
     parser.add_argument(
-        '--alpha', type=float, default=0.5,
+        '--alpha',
+        type=float,
+        default=0.5,
         help='opacity of the heat map over the image (default: 0.5)')
     parser.add_argument(
-        '--sheet-images', type=int, default=16,
+        '--sheet-images',
+        type=int,
+        default=16,
         help='images on the contact sheet attention_sheet.png, one row '
         'each (default: 16; 0: no sheet)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the position sampling')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='seed of the position sampling')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     add_cfg_options_arg(parser, example='"model.backbone.depth=101"')
     args = parser.parse_args()
@@ -123,12 +135,21 @@ def parse_point(text: str, parser: argparse.ArgumentParser) -> Point:
 def main() -> None:
     args = parse_args()
     result = analyse_attention(
-        args.config, args.checkpoint, args.images, args.out_dir,
-        queries=args.queries, query_points=args.query_points,
-        blocks=args.blocks, draw_blocks=args.draw_blocks,
-        num_positions=args.num_positions, panel_size=args.panel_size,
-        alpha=args.alpha, sheet_images=args.sheet_images, seed=args.seed,
-        device=args.device, cfg_options=args.cfg_options)
+        args.config,
+        args.checkpoint,
+        args.images,
+        args.out_dir,
+        queries=args.queries,
+        query_points=args.query_points,
+        blocks=args.blocks,
+        draw_blocks=args.draw_blocks,
+        num_positions=args.num_positions,
+        panel_size=args.panel_size,
+        alpha=args.alpha,
+        sheet_images=args.sheet_images,
+        seed=args.seed,
+        device=args.device,
+        cfg_options=args.cfg_options)
     print(format_table(result['blocks']))
     print(f'statistics: {result["stats_file"]}')
     print(f'drawings:   {result["drawings"]} PNG in {args.out_dir}')

@@ -23,7 +23,6 @@ import argparse
 import os
 import os.path as osp
 import sys
-
 import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
@@ -39,30 +38,48 @@ from mmgc.utils.complexity import default_baseline
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='config file')
-    parser.add_argument('--baseline', help='baseline config file (default: '
-                        "the shipped baseline of the config's detector)")
-    parser.add_argument('--checkpoint', help='weights of the config model '
-                        '(default: random initialisation)')
-    parser.add_argument('--baseline-checkpoint',
-                        help='weights of the baseline model')
+    parser.add_argument(
+        '--baseline',
+        help='baseline config file (default: '
+        "the shipped baseline of the config's detector)")
+    parser.add_argument(
+        '--checkpoint',
+        help='weights of the config model '
+        '(default: random initialisation)')
+    parser.add_argument(
+        '--baseline-checkpoint', help='weights of the baseline model')
     add_shape_arg(parser)
-    parser.add_argument('--batch-size', type=int, default=1,
-                        help='images per call (default 1)')
-    parser.add_argument('--threads', type=int, default=2,
-                        help='torch intra-op threads (default 2)')
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='timed runs; the minimum counts (default 3)')
-    parser.add_argument('--warmup', type=int, default=1,
-                        help='untimed runs first (default 1)')
-    parser.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
-                        help="'wall' (default) or 'cpu': this process's CPU "
-                        'time, which on a shared machine with --threads 1 '
-                        'does not count time other processes hold the core')
-    parser.add_argument('--no-train', action='store_true',
-                        help='measure inference only')
-    parser.add_argument('--device', default=None,
-                        help="'cpu' or 'cuda[:N]' (default: cuda if "
-                        'available)')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        default=1,
+        help='images per call (default 1)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=2,
+        help='torch intra-op threads (default 2)')
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=3,
+        help='timed runs; the minimum counts (default 3)')
+    parser.add_argument(
+        '--warmup', type=int, default=1, help='untimed runs first (default 1)')
+    parser.add_argument(
+        '--clock',
+        choices=['wall', 'cpu'],
+        default='wall',
+        help="'wall' (default) or 'cpu': this process's CPU "
+        'time, which on a shared machine with --threads 1 '
+        'does not count time other processes hold the core')
+    parser.add_argument(
+        '--no-train', action='store_true', help='measure inference only')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help="'cpu' or 'cuda[:N]' (default: cuda if "
+        'available)')
     add_cfg_options_arg(parser, 'both configs',
                         'model.test_cfg.rcnn.score_thr=0')
     args = parser.parse_args()
@@ -94,18 +111,20 @@ def main() -> None:
 
     cfg, model = build(args.config, args.checkpoint, args.cfg_options,
                        args.device)
-    baseline = args.baseline or default_baseline(type(model).__name__,
-                                                 args.config)
+    baseline = args.baseline or default_baseline(
+        type(model).__name__, args.config)
     base_cfg, base_model = build(baseline, args.baseline_checkpoint,
                                  args.cfg_options, args.device)
     shared = None
     if args.checkpoint is None:
         shared = share_weights(base_model, model)
     train = not args.no_train
-    ours = Candidate(osp.basename(args.config), model, cfg, args.shape,
-                     args.batch_size, train)
-    base = Candidate(osp.basename(baseline), base_model, base_cfg,
-                     args.shape, args.batch_size, train)
+    ours = Candidate(
+        osp.basename(args.config), model, cfg, args.shape, args.batch_size,
+        train)
+    base = Candidate(
+        osp.basename(baseline), base_model, base_cfg, args.shape,
+        args.batch_size, train)
 
     height, width = args.shape
     print(f'torch {torch.__version__}, device {args.device}, '

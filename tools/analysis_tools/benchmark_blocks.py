@@ -51,11 +51,6 @@ Example::
     python tools/analysis_tools/benchmark_blocks.py --device cuda --amp
 """
 import argparse
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,19 +61,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--quick', action='store_true',
-                        help='c3 only, NL at N=4200 only, 2 repeats')
-    parser.add_argument('--device', default='cpu',
-                        help="'cpu' (default) or 'cuda' / 'cuda:N'")
-    parser.add_argument('--amp', action='store_true',
-                        help='autocast: fp16 on CUDA, bf16 on the CPU')
-    parser.add_argument('--impl', default='auto',
-                        choices=['auto', 'reference', 'fused'],
-                        help="path of the mmgc blocks (default 'auto')")
-    parser.add_argument('--ops-only', action='store_true',
-                        help='print the op-count table only')
     parser.add_argument(
-        '--nl-ref-backward', action='store_true',
+        '--quick',
+        action='store_true',
+        help='c3 only, NL at N=4200 only, 2 repeats')
+    parser.add_argument(
+        '--device', default='cpu', help="'cpu' (default) or 'cuda' / 'cuda:N'")
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='autocast: fp16 on CUDA, bf16 on the CPU')
+    parser.add_argument(
+        '--impl',
+        default='auto',
+        choices=['auto', 'reference', 'fused'],
+        help="path of the mmgc blocks (default 'auto')")
+    parser.add_argument(
+        '--ops-only',
+        action='store_true',
+        help='print the op-count table only')
+    parser.add_argument(
+        '--nl-ref-backward',
+        action='store_true',
         help='also run mmcv NonLocal2d forward+backward at N=16800 '
         '(needs about 8 GB)')
     return parser.parse_args()

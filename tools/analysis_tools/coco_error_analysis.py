@@ -23,8 +23,7 @@ import os.path as osp
 import sys
 
 from mmgc.evaluation.error_analysis import analyze_results
-from mmgc.evaluation.offline import (check_results,
-                                     load_results_json)
+from mmgc.evaluation.offline import check_results, load_results_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,17 +33,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('result', help='COCO results file (.json)')
     parser.add_argument('out_dir', help='folder for the pictures')
     parser.add_argument(
-        '--ann', default='data/coco/annotations/instances_val2017.json',
+        '--ann',
+        default='data/coco/annotations/instances_val2017.json',
         help='COCO annotation file (default: %(default)s)')
     parser.add_argument(
-        '--types', nargs='+', choices=['bbox', 'segm'], default=['bbox'],
+        '--types',
+        nargs='+',
+        choices=['bbox', 'segm'],
+        default=['bbox'],
         help='result types to analyse (segm needs masks in the results)')
     parser.add_argument(
-        '--areas', type=int, nargs=3, metavar=('SMALL', 'MEDIUM', 'LARGE'),
+        '--areas',
+        type=int,
+        nargs=3,
+        metavar=('SMALL', 'MEDIUM', 'LARGE'),
         default=[1024, 9216, 10000000000],
         help='upper area bounds of small, medium and large objects')
     parser.add_argument(
-        '--classes', nargs='+', metavar='NAME',
+        '--classes',
+        nargs='+',
+        metavar='NAME',
         help='draw only these classes (allclass always); default: all')
     return parser.parse_args()
 
@@ -59,8 +67,7 @@ def main() -> None:
     if not results:
         sys.exit(f'coco_error_analysis.py: {args.result}: no detection to '
                  f'analyse')
-    if 'segm' in args.types and not all('segmentation' in r
-                                        for r in results):
+    if 'segm' in args.types and not all('segmentation' in r for r in results):
         sys.exit(f'coco_error_analysis.py: --types segm: {args.result} has '
                  f'results without "segmentation" (a box results file?)')
     try:
@@ -70,9 +77,8 @@ def main() -> None:
     coco_dt = coco_gt.loadRes(results)
     summary = {}
     for iou_type in args.types:
-        summary[iou_type] = analyze_results(
-            coco_gt, coco_dt, args.out_dir, iou_type, args.areas,
-            args.classes)
+        summary[iou_type] = analyze_results(coco_gt, coco_dt, args.out_dir,
+                                            iou_type, args.areas, args.classes)
         print(f'{iou_type}: pictures in {osp.join(args.out_dir, iou_type)}')
     os.makedirs(args.out_dir, exist_ok=True)
     with open(osp.join(args.out_dir, 'error_analysis.json'), 'w') as f:

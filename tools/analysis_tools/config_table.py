@@ -20,7 +20,6 @@ import argparse
 import glob
 import os.path as osp
 import sys
-
 from mmengine.registry import init_default_scope
 
 import mmgc  # noqa: F401  (registers the blocks)
@@ -31,8 +30,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='*',
-                        help='config files (default: configs/*.py)')
+    parser.add_argument(
+        'configs', nargs='*', help='config files (default: configs/*.py)')
     parser.add_argument('--height', type=int, default=800)
     parser.add_argument('--width', type=int, default=1333)
     args = parser.parse_args()
@@ -42,9 +41,11 @@ def main() -> None:
     rows = []
     for config in configs:
         rows.append(measure(config, (args.height, args.width)))
-        print(f"{rows[-1]['config']}: {rows[-1]['params']:,} params, "
-              f"{rows[-1]['flops'] / 1e9:.2f} GFLOPs "
-              f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr)
+        print(
+            f"{rows[-1]['config']}: {rows[-1]['params']:,} params, "
+            f"{rows[-1]['flops'] / 1e9:.2f} GFLOPs "
+            f"({rows[-1]['seconds']:.0f} s)",
+            file=sys.stderr)
     print(baseline_table(rows))
 
 

@@ -22,11 +22,11 @@ import argparse
 import sys
 
 import mmgc  # noqa: F401  (registers mmgc's modules)
-from mmgc.evaluation import (NothingEvaluatedError,
-                             evaluate_predictions, evaluate_results_json,
-                             load_predictions, write_metrics)
-from mmgc.utils import (add_cfg_options_arg, add_data_args,
-                        apply_data_args, load_tool_config)
+from mmgc.evaluation import (NothingEvaluatedError, evaluate_predictions,
+                             evaluate_results_json, load_predictions,
+                             write_metrics)
+from mmgc.utils import (add_cfg_options_arg, add_data_args, apply_data_args,
+                        load_tool_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,24 +37,28 @@ def parse_args() -> argparse.Namespace:
         '       %(prog)s --ann-file ANN.json RESULTS.json [RESULTS.json] '
         '[options]')
     parser.add_argument(
-        'inputs', nargs='+',
+        'inputs',
+        nargs='+',
         help='CONFIG PREDICTIONS.pkl, or with --ann-file the COCO results '
         'JSON file(s)')
     parser.add_argument(
-        '--ann-file', help='COCO annotation file to evaluate results JSON '
+        '--ann-file',
+        help='COCO annotation file to evaluate results JSON '
         'files against (no config needed)')
     parser.add_argument(
         '--metrics-out', help='write the metrics to this JSON file')
     parser.add_argument(
-        '--no-classwise', dest='classwise', action='store_false',
+        '--no-classwise',
+        dest='classwise',
+        action='store_false',
         help='leave out the per-class AP table')
     add_data_args(parser)
     add_cfg_options_arg(parser, 'the config',
                         'test_evaluator.proposal_nums="(100,300,1000)"')
     args = parser.parse_args()
     if args.ann_file is None:
-        if len(args.inputs) != 2 or not args.inputs[1].endswith(
-                ('.pkl', '.pickle')):
+        pickles = ('.pkl', '.pickle')
+        if len(args.inputs) != 2 or not args.inputs[1].endswith(pickles):
             parser.error(f'expected CONFIG PREDICTIONS.pkl (the file of '
                          f'tools/test.py --out), got {args.inputs}; for COCO '
                          f'results JSON files give --ann-file')
@@ -72,11 +76,11 @@ def main() -> None:
             config, pkl = args.inputs
             cfg = load_tool_config(config, cfg_options=args.cfg_options)
             apply_data_args(cfg, args)
-            metrics = evaluate_predictions(cfg, load_predictions(pkl), pkl,
-                                           classwise=args.classwise)
+            metrics = evaluate_predictions(
+                cfg, load_predictions(pkl), pkl, classwise=args.classwise)
         else:
-            metrics = evaluate_results_json(args.ann_file, args.inputs,
-                                            classwise=args.classwise)
+            metrics = evaluate_results_json(
+                args.ann_file, args.inputs, classwise=args.classwise)
     except NothingEvaluatedError as e:
         sys.exit(f'eval_metric.py: {e}')
     for key, value in metrics.items():

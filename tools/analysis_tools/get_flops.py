@@ -41,7 +41,6 @@ Example::
 import argparse
 import os.path as osp
 import sys
-
 from mmengine.registry import init_default_scope
 
 import mmgc  # noqa: F401  (registers the blocks)
@@ -51,17 +50,26 @@ from mmgc.utils import add_cfg_options_arg, add_shape_arg, image_shape
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='config file (the baseline with '
-                        '--compare)')
-    parser.add_argument('--compare', nargs='+', default=[], metavar='CONFIG',
-                        help='configs to compare with CONFIG')
+    parser.add_argument(
+        'config', help='config file (the baseline with '
+        '--compare)')
+    parser.add_argument(
+        '--compare',
+        nargs='+',
+        default=[],
+        metavar='CONFIG',
+        help='configs to compare with CONFIG')
     add_shape_arg(parser)
-    parser.add_argument('--part', choices=sorted(PARTS),
-                        default='backbone-neck',
-                        help='what is counted (default backbone-neck)')
-    parser.add_argument('--no-attention-handles', action='store_true',
-                        help='plain FlopAnalyzer: do not count the '
-                        'attention matmuls')
+    parser.add_argument(
+        '--part',
+        choices=sorted(PARTS),
+        default='backbone-neck',
+        help='what is counted (default backbone-neck)')
+    parser.add_argument(
+        '--no-attention-handles',
+        action='store_true',
+        help='plain FlopAnalyzer: do not count the '
+        'attention matmuls')
     add_cfg_options_arg(parser, 'every config', '"model.backbone.depth=101"')
     args = parser.parse_args()
     args.shape = image_shape(parser, args.shape)
@@ -77,8 +85,8 @@ def main() -> None:
     handles = not args.no_attention_handles
     rows = []
     for config in [args.config] + args.compare:
-        rows.append(measure(config, args.shape, args.part, handles,
-                            args.cfg_options))
+        rows.append(
+            measure(config, args.shape, args.part, handles, args.cfg_options))
         print(report(rows[-1], args.shape, args.part, handles))
         print(f"({rows[-1]['seconds']:.0f} s)", file=sys.stderr)
     print()

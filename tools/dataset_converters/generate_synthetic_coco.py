@@ -45,21 +45,37 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         argv: Arguments without the program name (default: sys.argv[1:]).
     """
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out-dir', default='data/synthetic',
-                        help='root folder of the data set')
-    parser.add_argument('--num-train', type=_int_at_least(1), default=600,
-                        help='number of training images')
-    parser.add_argument('--num-val', type=_int_at_least(1), default=100,
-                        help='number of validation images')
-    parser.add_argument('--image-size', type=_int_at_least(64), default=256,
-                        help='side of the square images in pixels')
-    parser.add_argument('--seed', type=_int_at_least(0), default=0,
-                        help='base random seed')
-    parser.add_argument('--mode', choices=MODES, default='standard',
-                        help='standard: class = shape; context: class = '
-                        'shape in the scene shown by a far-away frame')
-    parser.add_argument('--overwrite', action='store_true',
-                        help='regenerate even if a matching data set exists')
+    parser.add_argument(
+        '--out-dir',
+        default='data/synthetic',
+        help='root folder of the data set')
+    parser.add_argument(
+        '--num-train',
+        type=_int_at_least(1),
+        default=600,
+        help='number of training images')
+    parser.add_argument(
+        '--num-val',
+        type=_int_at_least(1),
+        default=100,
+        help='number of validation images')
+    parser.add_argument(
+        '--image-size',
+        type=_int_at_least(64),
+        default=256,
+        help='side of the square images in pixels')
+    parser.add_argument(
+        '--seed', type=_int_at_least(0), default=0, help='base random seed')
+    parser.add_argument(
+        '--mode',
+        choices=MODES,
+        default='standard',
+        help='standard: class = shape; context: class = '
+        'shape in the scene shown by a far-away frame')
+    parser.add_argument(
+        '--overwrite',
+        action='store_true',
+        help='regenerate even if a matching data set exists')
     return parser.parse_args(argv)
 
 
@@ -71,12 +87,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     """
     args = parse_args(argv)
     start = time.perf_counter()
-    summary = generate_synthetic_coco(args.out_dir, num_train=args.num_train,
-                                      num_val=args.num_val,
-                                      image_size=args.image_size,
-                                      seed=args.seed,
-                                      overwrite=args.overwrite,
-                                      mode=args.mode)
+    summary = generate_synthetic_coco(
+        args.out_dir,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        image_size=args.image_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        mode=args.mode)
     action = 'generated' if summary['generated'] else 'up to date, reused'
     print(f"synthetic COCO ({args.mode}) {action} in {summary['out_dir']}: "
           f"train {summary['num_train_images']} images / "

@@ -20,18 +20,17 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import List, Optional, Tuple
-
 import torch
 from torch import nn
+from typing import List, Optional, Tuple
 
 import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
 from mmgc.utils import add_cfg_options_arg, load_tool_config
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     backbone_neck_for_export, check_opset,
                                     compare_with_torch, default_input_shape,
-                                    export_onnx, format_comparison,
-                                    max_opset, onnx_file_size)
+                                    export_onnx, format_comparison, max_opset,
+                                    onnx_file_size)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -41,31 +40,43 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file (.pth)')
     parser.add_argument(
-        '--out', help='output .onnx file (default: '
+        '--out',
+        help='output .onnx file (default: '
         'work_dirs/<config name>/<config name>.onnx)')
     parser.add_argument(
-        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        '--shape',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
         help='input height and width (default: the test pipeline\'s Resize '
         'scale padded to the data preprocessor\'s pad_size_divisor, e.g. '
         '800 1344 for 1333x800)')
     parser.add_argument(
-        '--opset', type=int, default=DEFAULT_OPSET,
+        '--opset',
+        type=int,
+        default=DEFAULT_OPSET,
         help=f'ONNX opset version, {MIN_OPSET} to {max_opset()} (default: '
         f'{DEFAULT_OPSET}, what the exporter writes natively; '
         f'{MIN_OPSET} is converted from it)')
     parser.add_argument(
-        '--dynamic-shape', action='store_true',
+        '--dynamic-shape',
+        action='store_true',
         help='symbolic input height and width, checked at a second size '
         'as well (GC, SE, NL; SASA picks its query blocks from the input '
         'size in Python and needs a static shape)')
     parser.add_argument(
-        '--no-check', action='store_true',
+        '--no-check',
+        action='store_true',
         help='skip the onnxruntime comparison with PyTorch')
     parser.add_argument(
-        '--atol', type=float, default=ATOL,
+        '--atol',
+        type=float,
+        default=ATOL,
         help=f'absolute part of the allowed difference (default: {ATOL:g})')
     parser.add_argument(
-        '--rtol', type=float, default=RTOL,
+        '--rtol',
+        type=float,
+        default=RTOL,
         help='part of the allowed difference relative to each output\'s '
         f'largest magnitude (default: {RTOL:g})')
     add_cfg_options_arg(parser, example='"model.backbone.depth=101"')
@@ -115,21 +126,27 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                      height, width)
     start = time.perf_counter()
     try:
-        export_onnx(module, inputs, out, args.opset, output_names=names,
-                    dynamic_shape=args.dynamic_shape)
+        export_onnx(
+            module,
+            inputs,
+            out,
+            args.opset,
+            output_names=names,
+            dynamic_shape=args.dynamic_shape)
     except Exception as err:
         if not args.dynamic_shape:
             raise
-        print(f'error: --dynamic-shape: the exporter cannot make the input '
-              f'size of {args.config} symbolic (SASA layers choose their '
-              f'query blocks from it in Python); export without '
-              f'--dynamic-shape at each --shape H W you need.\n'
-              f'exporter: {type(err).__name__}: {str(err)[-600:]}',
-              file=sys.stderr)
+        print(
+            f'error: --dynamic-shape: the exporter cannot make the input '
+            f'size of {args.config} symbolic (SASA layers choose their '
+            f'query blocks from it in Python); export without '
+            f'--dynamic-shape at each --shape H W you need.\n'
+            f'exporter: {type(err).__name__}: {str(err)[-600:]}',
+            file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
-    shape_text = ('1x3xHxW (H, W symbolic)' if args.dynamic_shape else
-                  f'1x3x{height}x{width}')
+    shape_text = ('1x3xHxW (H, W symbolic)'
+                  if args.dynamic_shape else f'1x3x{height}x{width}')
     print(f'exported backbone + neck of {args.config}\n'
           f'  weights:  {args.checkpoint}\n'
           f'  onnx:     {out} ({onnx_file_size(out) / 2**20:.1f} MiB, '
@@ -142,9 +159,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dynamic_shape:
         shapes.append((height + 32, width + 64))
     if not check(out, module, names, shapes, args.atol, args.rtol):
-        print(f'\nerror: onnxruntime\'s outputs of {out} differ from '
-              f'PyTorch\'s beyond the tolerance (rows marked NO)',
-              file=sys.stderr)
+        print(
+            f'\nerror: onnxruntime\'s outputs of {out} differ from '
+            f'PyTorch\'s beyond the tolerance (rows marked NO)',
+            file=sys.stderr)
         return 1
     return 0
 

@@ -1,4 +1,4 @@
 """Backbones with mmgc's placement options; importing registers them."""
-from .plugin_resnet import PerBlockPlacementMixin, PluginResNeXt, PluginResNet
+from .plugin_resnet import PerBlockPlacementMixin, PluginResNet, PluginResNeXt
 
 __all__ = ['PerBlockPlacementMixin', 'PluginResNet', 'PluginResNeXt']

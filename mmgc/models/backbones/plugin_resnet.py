@@ -34,20 +34,17 @@ without one have no extra keys, and SASA stages have ``conv2.qkv.weight``,
 (stem, norms, ``conv1``/``conv3``, downsample) are unchanged, so an mmdet
 ResNet checkpoint loads with only the new keys missing.
 """
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
-
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 from torch import Tensor, nn
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
-from ..utils import (ArgumentError, ArgumentKeyError, check_odd,
-                     to_int_pair)
+from ..utils import ArgumentError, ArgumentKeyError, check_odd, to_int_pair
 from ..utils.output_plugins import attach_output_plugins
-from ..utils.placement import (check_flags, check_plugin_entry,
-                               resolve_indices)
+from ..utils.placement import check_flags, check_plugin_entry, resolve_indices
 
 #: Plugin positions inside a bottleneck (mmdet's) and on its output (ours).
 CONV_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
@@ -99,7 +96,9 @@ class PluginBasicBlock(BasicBlock):
         **kwargs: ``BasicBlock``'s keyword arguments.
     """
 
-    def __init__(self, *args: Any, plugins: Optional[List[dict]] = None,
+    def __init__(self,
+                 *args: Any,
+                 plugins: Optional[List[dict]] = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         plugins = plugins or []
@@ -107,11 +106,11 @@ class PluginBasicBlock(BasicBlock):
         self.plugins = plugins
         self.with_plugins = bool(plugins)
         self.after_conv1_plugin_names = self.make_block_plugins(
-            planes, [p['cfg'] for p in plugins
-                     if p['position'] == 'after_conv1'])
+            planes,
+            [p['cfg'] for p in plugins if p['position'] == 'after_conv1'])
         self.after_conv2_plugin_names = self.make_block_plugins(
-            planes, [p['cfg'] for p in plugins
-                     if p['position'] == 'after_conv2'])
+            planes,
+            [p['cfg'] for p in plugins if p['position'] == 'after_conv2'])
 
     # mmdet's own plugin building and chaining (distinct names, in order)
     make_block_plugins = Bottleneck.make_block_plugins
@@ -222,14 +221,16 @@ class PerBlockPlacementMixin:
         num_stages = kwargs.get('num_stages', 4)
         stage_blocks = stage_blocks[:num_stages]
         if sasa is not None and not issubclass(block, Bottleneck):
-            deep = [d for d, (b, _) in self.arch_settings.items()
-                    if issubclass(b, Bottleneck)]
+            deep = [
+                d for d, (b, _) in self.arch_settings.items()
+                if issubclass(b, Bottleneck)
+            ]
             raise ArgumentError(
                 f'{owner}: sasa={sasa!r} replaces a bottleneck\'s 3x3 '
                 f'conv2, but depth={depth} uses {block.__name__}; allowed '
                 f'depths: {", ".join(map(str, deep))}')
-        positions = (POSITIONS if issubclass(block, Bottleneck) else
-                     BASIC_POSITIONS)
+        positions = (
+            POSITIONS if issubclass(block, Bottleneck) else BASIC_POSITIONS)
         self._check_plugins(plugins, stage_blocks, positions, owner)
         if sasa is None and isinstance(stage_with_sasa, (list, tuple)) \
                 and any(stage_with_sasa):
@@ -247,8 +248,8 @@ class PerBlockPlacementMixin:
 
     @staticmethod
     def _check_plugins(plugins: Optional[Sequence[dict]],
-                       stage_blocks: Sequence[int],
-                       positions: Sequence[str], owner: str) -> None:
+                       stage_blocks: Sequence[int], positions: Sequence[str],
+                       owner: str) -> None:
         """Validate ``plugins`` before anything is built.
 
         Args:
@@ -323,8 +324,7 @@ class PerBlockPlacementMixin:
                 f'{kwargs["conv_cfg"]!r}')
         if kwargs.get('dcn') is not None:
             dcn_flags = kwargs.get('stage_with_dcn', (False, ) * num_stages)
-            both = [s for s in range(num_stages)
-                    if flags[s] and dcn_flags[s]]
+            both = [s for s in range(num_stages) if flags[s] and dcn_flags[s]]
             if both:
                 raise ArgumentError(
                     f'{owner}: stage_with_sasa={tuple(stage_with_sasa)!r} '
@@ -349,16 +349,15 @@ class PerBlockPlacementMixin:
         block = kwargs['block']
         kwargs['block'] = _StageBlocks(
             block,
-            self._plugins_per_block(kwargs.pop('plugins'), stage,
-                                    kwargs['num_blocks']),
+            self._plugins_per_block(
+                kwargs.pop('plugins'), stage, kwargs['num_blocks']),
             type(self).__name__)
         layer = super().make_res_layer(**kwargs)
         layer.block = block  # what ResLayer would have stored
         return layer
 
     def _plugins_per_block(self, stage_plugins: Optional[List[dict]],
-                           stage: int,
-                           num_blocks: int) -> List[BlockPlugins]:
+                           stage: int, num_blocks: int) -> List[BlockPlugins]:
         """Distribute a stage's plugins over its blocks.
 
         Args:
@@ -374,9 +373,10 @@ class PerBlockPlacementMixin:
         per_block: List[BlockPlugins] = [([], []) for _ in range(num_blocks)]
         for plugin in stage_plugins or []:
             blocks = plugin.get('blocks')
-            chosen = resolve_indices(
-                'blocks', None if blocks is None else blocks[stage],
-                num_blocks, type(self).__name__)
+            chosen = resolve_indices('blocks',
+                                     None if blocks is None else blocks[stage],
+                                     num_blocks,
+                                     type(self).__name__)
             entry = {k: v for k, v in plugin.items() if k != 'blocks'}
             for index in chosen:
                 if plugin['position'] == 'after_block':

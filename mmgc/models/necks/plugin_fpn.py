@@ -29,11 +29,10 @@ instead of ``fpn_convs.0.conv.weight``/``.bias``). Without plugins and
 ``fpn_conv_cfg`` the module is key for key, and output for output, mmdet's
 ``FPN``.
 """
-from typing import Any, List, Mapping, Optional, Sequence
-
 from mmcv.cnn import ConvModule, build_conv_layer
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
+from typing import Any, List, Mapping, Optional, Sequence
 
 from ..utils import ArgumentError, to_int_pair
 from ..utils.output_plugins import attach_output_plugins
@@ -117,8 +116,10 @@ class PluginFPN(FPN):
             'after_lateral': (self.lateral_convs, 'lateral conv'),
             'after_fpn_conv': (self.fpn_convs, 'output conv'),
         }
-        cfgs = {pos: [[] for _ in convs]
-                for pos, (convs, _) in targets.items()}
+        cfgs = {
+            pos: [[] for _ in convs]
+            for pos, (convs, _) in targets.items()
+        }
         for i, plugin in enumerate(plugins):
             name = f'plugins[{i}]'
             check_plugin_entry(name, plugin, POSITIONS, PLUGIN_KEYS, owner)

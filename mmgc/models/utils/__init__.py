@@ -6,8 +6,8 @@ from .validation import (ArgumentError, ArgumentKeyError, check_choice,
 from .zero_init import OwnInitAfterParent, zero_init_last_layer
 
 __all__ = [
-    'IMPLS', 'SelectableImpl', 'set_impl', 'ArgumentError',
-    'ArgumentKeyError', 'check_choice', 'check_odd',
-    'check_positive', 'check_positive_int', 'check_reduced_channels',
-    'to_int_pair', 'OwnInitAfterParent', 'zero_init_last_layer'
+    'IMPLS', 'SelectableImpl', 'set_impl', 'ArgumentError', 'ArgumentKeyError',
+    'check_choice', 'check_odd', 'check_positive', 'check_positive_int',
+    'check_reduced_channels', 'to_int_pair', 'OwnInitAfterParent',
+    'zero_init_last_layer'
 ]

@@ -16,11 +16,10 @@ transform is differentiated with :func:`torch.autograd.grad`); double
 backward is not supported, nor ``torch.compile`` (the function takes Python
 callables), so the blocks use their reference path when compiling.
 """
-from typing import Callable, List, Optional, Sequence, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .precision import float32_region
 
@@ -62,18 +61,18 @@ def channel_dot(a: Tensor, b: Tensor) -> Tensor:
         Tensor: ``[B, C]``.
     """
     batch, channels, height, width = a.shape
-    if a.device.type != 'cpu' or not (a.is_contiguous()
-                                      and b.is_contiguous()):
+    if a.device.type != 'cpu' or not (a.is_contiguous() and b.is_contiguous()):
         return (a * b).sum(dim=(2, 3))  # [B, C]
     a_rows = a.view(batch * channels, height * width)  # [B*C, HW]
     b_rows = b.view(batch * channels, height * width)
     out = a.new_empty(batch * channels)
-    step = _rows_per_block(height * width, a.element_size(),
-                           _DOT_BLOCK_BYTES)
+    step = _rows_per_block(height * width, a.element_size(), _DOT_BLOCK_BYTES)
     for start in range(0, batch * channels, step):
         stop = start + step
-        torch.sum(a_rows[start:stop] * b_rows[start:stop], dim=1,
-                  out=out[start:stop])
+        torch.sum(
+            a_rows[start:stop] * b_rows[start:stop],
+            dim=1,
+            out=out[start:stop])
     return out.view(batch, channels)
 
 
@@ -106,8 +105,9 @@ def channel_affine(x: Tensor, scale: Optional[Tensor],
             x.view(1, rows, height, width), zeros, zeros + 1,
             scale.reshape(rows), shift.reshape(rows), False, 0.0,
             0.0).view(batch, channels, height, width)
-    return torch.addcmul(shift.view(batch, channels, 1, 1), x,
-                         scale.view(batch, channels, 1, 1))
+    return torch.addcmul(
+        shift.view(batch, channels, 1, 1), x,
+        scale.view(batch, channels, 1, 1))
 
 
 def _add_low_rank(base: Tensor, left: Tensor, right: Tensor,
@@ -128,8 +128,11 @@ def _add_low_rank(base: Tensor, left: Tensor, right: Tensor,
     for image in range(base.shape[0]):
         for start in range(0, base.shape[1], step):
             rows = slice(start, start + step)
-            torch.addmm(base[image, rows], left[image, rows], right[image],
-                        out=out[image, rows])  # [rows, HW]
+            torch.addmm(
+                base[image, rows],
+                left[image, rows],
+                right[image],
+                out=out[image, rows])  # [rows, HW]
     return out
 
 
@@ -159,10 +162,10 @@ class _ContextFusion(torch.autograd.Function):
         context, scale, shift, params = ctx.graph
         del ctx.graph
         batch, channels, height, width = x.shape
-        grad_out = grad_out.contiguous(memory_format=(
-            torch.channels_last if not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last) else
-            torch.contiguous_format))
+        grad_out = grad_out.contiguous(
+            memory_format=(torch.channels_last if not x.is_contiguous() and x.
+                           is_contiguous(memory_format=torch.channels_last)
+                           else torch.contiguous_format))
 
         # Gradients of the per-channel fusion terms, then of the context
         # and the transform's parameters through the small graph.
@@ -176,15 +179,14 @@ class _ContextFusion(torch.autograd.Function):
             grads.append(grad_out.sum(dim=(2, 3)).to(shift.dtype))
         trainable = [p for p in params if p.requires_grad]
         with torch.enable_grad():
-            got = torch.autograd.grad(outputs, [context] + trainable, grads,
-                                      allow_unused=True)
+            got = torch.autograd.grad(
+                outputs, [context] + trainable, grads, allow_unused=True)
         grad_context = got[0]  # [B, C]
         if grad_context is None:
             grad_context = torch.zeros_like(context)
         trainable_grads = iter(got[1:])
         param_grads = tuple(
-            next(trainable_grads) if p.requires_grad else None
-            for p in params)
+            next(trainable_grads) if p.requires_grad else None for p in params)
 
         # Pooling backward: c = sum_j p_j x_j, p = softmax(w . x_j + b).
         grad_context = grad_context.to(x.dtype)
@@ -192,26 +194,27 @@ class _ContextFusion(torch.autograd.Function):
         left: List[Tensor] = [grad_context]  # [B, C] each
         right: List[Tensor] = []  # [B, HW] each
         if probs is None:
-            right.append(x.new_full((batch, height * width),
-                                    1.0 / (height * width)))
+            right.append(
+                x.new_full((batch, height * width), 1.0 / (height * width)))
         else:
             mats = flat_map(x)  # [B, C, HW]
             grad_probs = torch.bmm(grad_context.unsqueeze(1),
                                    mats).squeeze(1).float()  # [B, HW]
-            grad_logits = probs * (grad_probs - (probs * grad_probs).sum(
-                dim=1, keepdim=True))  # [B, HW], fp32
+            grad_logits = probs * (
+                grad_probs -
+                (probs * grad_probs).sum(dim=1, keepdim=True))  # [B, HW], fp32
             grad_logits_x = grad_logits.to(x.dtype)
             if ctx.needs_input_grad[1]:
-                grad_weight = torch.bmm(grad_logits_x.unsqueeze(1),
-                                        mats.transpose(1, 2)).sum(0)
+                grad_weight = torch.bmm(
+                    grad_logits_x.unsqueeze(1), mats.transpose(1, 2)).sum(0)
                 grad_weight = grad_weight.view_as(mask_weight).to(
                     mask_weight.dtype)  # sum_b sum_j gl_bj x_bj
             if ctx.needs_input_grad[2]:
-                grad_bias = grad_logits.sum().reshape(1).to(
-                    mask_weight.dtype)
+                grad_bias = grad_logits.sum().reshape(1).to(mask_weight.dtype)
             right.append(probs.to(x.dtype))
-            left.append(mask_weight.reshape(1, channels).to(x.dtype).expand(
-                batch, channels))
+            left.append(
+                mask_weight.reshape(1, channels).to(x.dtype).expand(
+                    batch, channels))
             right.append(grad_logits_x)
 
         grad_x = None
@@ -220,11 +223,12 @@ class _ContextFusion(torch.autograd.Function):
             if probs is None and x.is_contiguous():
                 # Average pooling: the pooling gradient is a per-channel
                 # constant, so the whole gradient is one affine pass.
-                grad_x = channel_affine(
-                    grad_out, scale_x, grad_context / (height * width))
+                grad_x = channel_affine(grad_out, scale_x,
+                                        grad_context / (height * width))
             elif x.is_contiguous():
-                grad_x = (grad_out * scale_x.view(batch, channels, 1, 1)
-                          if scale_x is not None else torch.empty_like(x))
+                grad_x = (
+                    grad_out * scale_x.view(batch, channels, 1, 1)
+                    if scale_x is not None else torch.empty_like(x))
                 base = grad_x if scale_x is not None else grad_out
                 _add_low_rank(
                     base.view(batch, channels, height * width),
@@ -232,8 +236,9 @@ class _ContextFusion(torch.autograd.Function):
                     torch.stack(right, dim=1),  # [B, k, HW]
                     out=grad_x.view(batch, channels, height * width))
             else:
-                grad_x = (grad_out * scale_x.view(batch, channels, 1, 1)
-                          if scale_x is not None else grad_out)
+                grad_x = (
+                    grad_out * scale_x.view(batch, channels, 1, 1)
+                    if scale_x is not None else grad_out)
                 for vec, pos in zip(left, right):
                     grad_x = grad_x + vec.view(batch, channels, 1, 1) * \
                         pos.view(batch, 1, height, width)
@@ -269,8 +274,8 @@ def context_fusion(x: Tensor,
         Tensor: ``[B, C, H, W]``, dtype and memory format of ``x``.
     """
     tensors = [x, mask_weight, mask_bias, *params]
-    if torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in tensors):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in tensors):
         return _ContextFusion.apply(x, mask_weight, mask_bias, pool, fuse,
                                     *params)
     with float32_region(x.device.type):

@@ -31,11 +31,10 @@ kernel runs with an additive bias that carries gradients (an explicit
 """
 import functools
 import os
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing import Optional, Tuple
 
 from .precision import float32_region, softmax_attention, to_float32
 
@@ -80,8 +79,10 @@ def read_l2_cache_bytes(
 L2_CACHE_BYTES = read_l2_cache_bytes()
 
 
-def block_working_set(block: Tuple[int, int], window: Tuple[int, int],
-                      head_dim: int, itemsize: int = 4) -> int:
+def block_working_set(block: Tuple[int, int],
+                      window: Tuple[int, int],
+                      head_dim: int,
+                      itemsize: int = 4) -> int:
     """Bytes one fused attention call touches per head and query block:
     the halo's keys and values ``2 S E``, the queries and outputs ``2 L E``
     and the logits ``L S`` (``S`` halo keys, ``L`` queries, ``E`` augmented
@@ -94,8 +95,11 @@ def block_working_set(block: Tuple[int, int], window: Tuple[int, int],
 
 
 @functools.lru_cache(maxsize=1024)
-def choose_block(height: int, width: int, window: Tuple[int, int],
-                 head_dim: int, max_block: int = 16,
+def choose_block(height: int,
+                 width: int,
+                 window: Tuple[int, int],
+                 head_dim: int,
+                 max_block: int = 16,
                  cache_bytes: Optional[int] = None) -> Tuple[int, int]:
     """Pick the query block ``(bh, bw)``: no fitted constants, only the
     geometry and the L2 cache size the OS reports.
@@ -163,8 +167,7 @@ def _key_codes(size: int, pad_before: int, total: int, period: int,
     """
     coord = torch.arange(total, device=device)  # padded coordinate
     inside = (coord >= pad_before) & (coord < pad_before + size)
-    slot = torch.where(inside, coord % period,
-                       torch.full_like(coord, period))
+    slot = torch.where(inside, coord % period, torch.full_like(coord, period))
     codes = torch.arange(period + 1, device=device)  # [period+1]
     return (slot[:, None] == codes).to(dtype)  # [total, period+1], one-hot
 
@@ -190,7 +193,9 @@ def _query_slot_index(n_blocks: int, block: int, window: int,
     return torch.where(valid, offset, torch.full_like(offset, window))
 
 
-def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
+def local_attention(qkv: Tensor,
+                    rel_h: Tensor,
+                    rel_w: Tensor,
                     num_heads: int,
                     block: Optional[Tuple[int, int]] = None) -> Tensor:
     """Masked local self-attention by blocked (halo) fused attention.
@@ -235,9 +240,9 @@ def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
         kv = qkv.new_empty(batch, nbh * bh + win_h - 1, nbw * bw + win_w - 1,
                            2, num_heads, dim)
         content = kv[..., :head_dim]
-        content[:, rad_h:rad_h + height, rad_w:rad_w + width] = qkv[
-            ..., channels:].view(batch, height, width, 2, num_heads,
-                                 head_dim)
+        content[:, rad_h:rad_h + height,
+                rad_w:rad_w + width] = qkv[..., channels:].view(
+                    batch, height, width, 2, num_heads, head_dim)
         content[:, :rad_h] = 0  # padding: finite, masked by its code
         content[:, rad_h + height:] = 0
         content[:, rad_h:rad_h + height, :rad_w] = 0
@@ -245,16 +250,18 @@ def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
         kv[..., 0, :, head_dim:head_dim + slots_h] = _key_codes(
             height, rad_h, kv.shape[1], halo_h, dtype,
             device)[:, None, None, :]  # [Ht, 1, 1, Mh]
-        kv[..., 0, :, head_dim + slots_h:] = _key_codes(
-            width, rad_w, kv.shape[2], halo_w, dtype,
-            device)[None, :, None, :]  # [1, Wt, 1, Mw]
+        kv[..., 0, :,
+           head_dim + slots_h:] = _key_codes(width, rad_w, kv.shape[2], halo_w,
+                                             dtype,
+                                             device)[None, :,
+                                                     None, :]  # [1, Wt, 1, Mw]
         kv[..., 1, :, head_dim:] = 0
         del content
         kv = kv.unfold(1, halo_h, bh).unfold(
             2, halo_w, bw)  # [B, nbh, nbw, 2, heads, E, halo_h, halo_w]
-        kv = kv.permute(0, 1, 2, 6, 7, 3, 4, 5).reshape(
-            batch * nbh * nbw, halo_h * halo_w, 2, num_heads,
-            dim)  # [B*nb, S, 2, heads, E]
+        kv = kv.permute(0, 1, 2, 6, 7, 3, 4,
+                        5).reshape(batch * nbh * nbw, halo_h * halo_w, 2,
+                                   num_heads, dim)  # [B*nb, S, 2, heads, E]
 
         # Queries in blocks, [B, nbh, nbw, bh, bw, heads, E]: content, then
         # for every key slot its relative logit or MASK.
@@ -272,17 +279,19 @@ def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
         bias = qkv.new_zeros(win_h + win_w + 2)
         bias[win_h] = bias[-1] = MASK
         rel_logits = torch.addmm(bias, query.reshape(-1, head_dim), table)
-        rel_logits = rel_logits.view(
-            batch, nbh, bh, nbw, bw, num_heads,
-            -1).permute(0, 1, 3, 2, 4, 5, 6)  # [B, nbh, nbw, bh, bw, h, R]
+        rel_logits = rel_logits.view(batch, nbh, bh, nbw, bw,
+                                     num_heads, -1).permute(
+                                         0, 1, 3, 2, 4, 5,
+                                         6)  # [B, nbh, nbw, bh, bw, h, R]
         index_h = _query_slot_index(nbh, bh, win_h, device)
         index_w = _query_slot_index(nbw, bw, win_w, device) + win_h + 1
         index = torch.cat([
             index_h[:, None, :, None, None, :].expand(
-                nbh, nbw, bh, bw, 1, slots_h),
-            index_w[None, :, None, :, None, :].expand(
-                nbh, nbw, bh, bw, 1, slots_w)
-        ], dim=-1)  # [nbh, nbw, bh, bw, 1, Mh + Mw]
+                nbh, nbw, bh, bw, 1,
+                slots_h), index_w[None, :, None, :, None, :].expand(
+                    nbh, nbw, bh, bw, 1, slots_w)
+        ],
+                          dim=-1)  # [nbh, nbw, bh, bw, 1, Mh + Mw]
         query_aug[..., head_dim:] = torch.gather(
             rel_logits, -1, index.expand(*query_aug.shape[:-1], -1))
 
@@ -295,10 +304,9 @@ def local_attention(qkv: Tensor, rel_h: Tensor, rel_w: Tensor,
         out = out.transpose(1, 2).reshape(
             batch, nbh, nbw, bh, bw, num_heads,
             dim)[..., :head_dim]  # [B, nbh, nbw, bh, bw, heads, d]
-        out = out.permute(0, 1, 3, 2, 4, 5, 6).reshape(
-            batch, nbh * bh, nbw * bw, channels)  # [B, Hp, Wp, C]
+        out = out.permute(0, 1, 3, 2, 4, 5,
+                          6).reshape(batch, nbh * bh, nbw * bw,
+                                     channels)  # [B, Hp, Wp, C]
         if pad_h or pad_w:
             out = out[:, :height, :width]  # [B, H, W, C]
     return out.to(out_dtype)
-
-

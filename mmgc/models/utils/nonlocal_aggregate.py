@@ -23,19 +23,17 @@ without a transposed copy (:func:`from_positions_major`). Every function
 here is one batched kernel per step, with no Python loop over images or
 positions, on any device.
 """
-from typing import Optional, Sequence, Tuple
-
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
+from typing import Optional, Sequence, Tuple
 
 from .precision import float32_region, to_float32
 
 
-def fused_projections(
-        convs: Sequence[nn.Module], x: Tensor,
-        split: int) -> Optional[Tuple[Tensor, ...]]:
+def fused_projections(convs: Sequence[nn.Module], x: Tensor,
+                      split: int) -> Optional[Tuple[Tensor, ...]]:
     """Several plain 1x1 convs of ``x`` positions-major from one matrix
     product, as slices of one ``[B, N, k * split]`` tensor (one read of
     ``x``; one allocation, whose release leaves room for the output), or
@@ -51,14 +49,16 @@ def fused_projections(
     Returns:
         tuple[Tensor] | None: ``[B, H*W, split]`` per conv.
     """
-    if not all(plain_1x1(m) and not m.with_norm and not m.with_activation
-               for m in convs):
+    if not all(
+            plain_1x1(m) and not m.with_norm and not m.with_activation
+            for m in convs):
         return None
     weight = torch.cat([m.conv.weight.flatten(1)
                         for m in convs])  # [k split, C]
     pixels = x.flatten(2).transpose(1, 2)  # [B, N, C], a view
-    projected = torch.bmm(pixels, weight.t().expand(
-        x.shape[0], -1, -1))  # [B, N, k split]
+    projected = torch.bmm(pixels,
+                          weight.t().expand(x.shape[0], -1,
+                                            -1))  # [B, N, k split]
     if all(m.conv.bias is not None for m in convs):
         projected.add_(
             torch.cat([m.conv.bias for m in convs]).to(projected.dtype))
@@ -71,9 +71,8 @@ def plain_1x1(module: nn.Module) -> bool:
     """Whether ``module`` is a ``ConvModule`` whose conv is a plain 1x1
     ``nn.Conv2d`` (so it can run as a matrix product in any layout)."""
     return (isinstance(module, ConvModule) and type(module.conv) is nn.Conv2d
-            and module.conv.kernel_size == (1, 1)
-            and module.conv.groups == 1 and module.conv.stride == (1, 1)
-            and module.conv.padding == (0, 0))
+            and module.conv.kernel_size == (1, 1) and module.conv.groups == 1
+            and module.conv.stride == (1, 1) and module.conv.padding == (0, 0))
 
 
 def positions_major(module: nn.Module, x: Tensor) -> Tensor:
@@ -90,8 +89,8 @@ def positions_major(module: nn.Module, x: Tensor) -> Tensor:
         pixels = x.flatten(2).transpose(1, 2)  # [B, N, C_in], a view
         # bmm, not matmul: with a weight that requires grad, matmul's
         # broadcasting path copies the transposed input.
-        out = torch.bmm(pixels, weight.t().expand(x.shape[0], -1,
-                                                  -1))  # [B, N, C_out]
+        out = torch.bmm(pixels,
+                        weight.t().expand(x.shape[0], -1, -1))  # [B, N, C_out]
         if module.conv.bias is not None:  # in place: no second map
             out.add_(module.conv.bias.to(out.dtype))
         return out
@@ -99,7 +98,7 @@ def positions_major(module: nn.Module, x: Tensor) -> Tensor:
 
 
 def from_positions_major(module: ConvModule, y: Tensor,
-                          size: Tuple[int, int]) -> Tensor:
+                         size: Tuple[int, int]) -> Tensor:
     """``module`` (1x1 conv, then its norm) on positions-major ``y``
     ``[B, N, C_in]``, returned as ``[B, C_out, H, W]`` without transposing
     ``y`` in memory when the conv is a plain 1x1."""
@@ -115,8 +114,7 @@ def from_positions_major(module: ConvModule, y: Tensor,
     return module.norm(out) if module.with_norm else out
 
 
-def dot_product_aggregate(query: Tensor, key: Tensor,
-                           value: Tensor) -> Tensor:
+def dot_product_aggregate(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """``y_i = sum_j (q_i . k_j) v_j / M = q_i (sum_j k_j^T v_j) / M``.
 
     Args:
@@ -136,7 +134,7 @@ def dot_product_aggregate(query: Tensor, key: Tensor,
 
 
 def concat_relu_aggregate(query: Tensor, key: Tensor, value: Tensor,
-                           w_query: Tensor, w_key: Tensor) -> Tensor:
+                          w_query: Tensor, w_key: Tensor) -> Tensor:
     """``y_i = sum_j ReLU(a_i + b_j) v_j / M``, ``a = w_q . q``,
     ``b = w_k . k``, in ``O(M log M + (N + M) C)``.
 
@@ -169,9 +167,9 @@ def concat_relu_aggregate(query: Tensor, key: Tensor, value: Tensor,
         suffix = torch.cat([value, weighted], dim=2).flip(1).cumsum(1).flip(1)
         suffix = F.pad(suffix, (0, 0, 0, 1))  # [B, M + 1, 2 Cv]
         first = count_not_greater(b_sorted.detach(), -a.detach())  # [B, N]
-        picked = torch.gather(
-            suffix, 1,
-            first.unsqueeze(2).expand(-1, -1, 2 * channels))  # [B, N, 2 Cv]
+        picked = torch.gather(suffix, 1,
+                              first.unsqueeze(2).expand(
+                                  -1, -1, 2 * channels))  # [B, N, 2 Cv]
         sum_v, sum_bv = picked.chunk(2, dim=2)  # [B, N, Cv] each
         y = (a.double().unsqueeze(2) * sum_v + sum_bv) / num_keys
     return y.to(out_dtype)
@@ -231,13 +229,14 @@ def _bisect_right(sorted_rows: Tensor, values: Tensor) -> Tensor:
         Tensor: ``[B, N]`` int64 in ``0 .. M``.
     """
     length = sorted_rows.shape[1]
-    count = torch.zeros(values.shape, dtype=torch.long,
-                        device=values.device)  # [B, N]
+    count = torch.zeros(
+        values.shape, dtype=torch.long, device=values.device)  # [B, N]
     step = 1 << (length.bit_length() - 1)  # highest power of 2 <= M
     while step:
         candidate = count + step  # [B, N]
-        probe = torch.gather(sorted_rows, 1, torch.clamp(
-            candidate - 1, max=length - 1))  # [B, N]
+        probe = torch.gather(sorted_rows, 1,
+                             torch.clamp(candidate - 1,
+                                         max=length - 1))  # [B, N]
         count = torch.where((candidate <= length) & (probe <= values),
                             candidate, count)
         step //= 2

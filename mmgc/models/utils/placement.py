@@ -9,12 +9,10 @@ owner class, the key, the bad value and what is allowed.
 """
 import difflib
 import inspect
+from mmengine.registry import MODELS
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
-from mmengine.registry import MODELS
-
-from .validation import (ArgumentError, ArgumentKeyError, _is_int,
-                         check_choice)
+from .validation import ArgumentError, ArgumentKeyError, _is_int, check_choice
 
 
 def check_flags(name: str, value: Any, length: int, unit: str,
@@ -75,8 +73,8 @@ def resolve_indices(name: str, value: Any, length: int,
 
 
 def check_plugin_entry(name: str, plugin: Any,
-                       positions: Optional[Iterable[str]],
-                       keys: Iterable[str], owner: str) -> None:
+                       positions: Optional[Iterable[str]], keys: Iterable[str],
+                       owner: str) -> None:
     """Check one entry of a ``plugins`` list: a dict with a ``cfg`` dict
     that has a registered ``type``, a known ``position`` and no unknown keys.
 
@@ -134,10 +132,9 @@ def check_plugin_type(name: str, layer_type: Any, owner: str) -> None:
             return
         known: List[str] = []
         while registry is not None:  # the scope's registry, then parents
-            known += sorted(
-                key for key, cls in registry.module_dict.items()
-                if inspect.isclass(cls) and hasattr(cls, '_abbr_')
-                and key not in known)
+            known += sorted(key for key, cls in registry.module_dict.items()
+                            if inspect.isclass(cls) and hasattr(cls, '_abbr_')
+                            and key not in known)
             registry = registry.parent
     close = difflib.get_close_matches(str(layer_type), known, n=1)
     hint = f' (did you mean {close[0]!r}?)' if close else ''

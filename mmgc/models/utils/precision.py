@@ -7,15 +7,13 @@ positions, sigmoid gates) go through :func:`float32_region` and
 :func:`to_float32`, so every mmgc block keeps its normalisations in fp32 the
 same way.
 """
-from contextlib import contextmanager
-from typing import Iterator, Optional
-
 import torch
 import torch.nn.functional as F
+from contextlib import contextmanager
 from torch import Tensor
+from typing import Iterator, Optional
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-
 
 #: Device types that have an autocast mode (``torch.autocast`` raises for
 #: the others, e.g. ``'meta'``), filled on first use of each type.
@@ -54,7 +52,9 @@ def to_float32(tensor: Tensor) -> Tensor:
     return tensor.float() if tensor.dtype in LOW_PRECISION else tensor
 
 
-def softmax_attention(query: Tensor, key: Tensor, value: Tensor,
+def softmax_attention(query: Tensor,
+                      key: Tensor,
+                      value: Tensor,
                       scale: float,
                       out_dtype: Optional[torch.dtype] = None) -> Tensor:
     """``softmax(query @ key^T * scale) @ value`` without the ``[L, S]``
@@ -86,9 +86,9 @@ def softmax_attention(query: Tensor, key: Tensor, value: Tensor,
     with float32_region(query.device.type):
         # The fused kernels need the channel dim contiguous; otherwise
         # SDPA silently uses the quadratic kernel.
-        query, key, value = (to_float32(t) if t.stride(-1) == 1 else
-                             to_float32(t).contiguous()
-                             for t in (query, key, value))
+        query, key, value = (
+            to_float32(t) if t.stride(-1) == 1 else to_float32(t).contiguous()
+            for t in (query, key, value))
         dim_qk, dim_v = query.shape[-1], value.shape[-1]
         if dim_v < dim_qk:
             value = F.pad(value, (0, dim_qk - dim_v))  # [B, h, S, E]

@@ -55,7 +55,6 @@ def check_positive(name: str, value: Any, owner: str) -> None:
         raise ArgumentError(f'{owner}: {name}={value!r} must be a number > 0')
 
 
-
 def _is_int(value: Any) -> bool:
     """True for ints, False for bools (which Python counts as ints)."""
     return isinstance(value, int) and not isinstance(value, bool)
