@@ -6,13 +6,12 @@ compiled ops must be in place before this package, which plain
 ``pip install .`` installs a self-contained package: configs, tools and
 model-index.yml go to ``mmgc/.mim/`` (see :class:`BuildPyWithMim`).
 """
-from setuptools import find_packages, setup
-from setuptools.command.build_py import build_py
-
 import os
 import re
 import shutil
 from pathlib import Path
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 #: Shipped in mmgc/.mim/: OpenMMLab's layout, which ``mim`` and

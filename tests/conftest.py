@@ -2,6 +2,7 @@
 import itertools
 import os
 import os.path as osp
+
 import pytest
 import torch
 from mmengine.registry import init_default_scope

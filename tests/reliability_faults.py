@@ -14,10 +14,11 @@ import json
 import os
 import os.path as osp
 import signal
+from typing import Sequence
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from typing import Sequence
 
 _KILL_ON = os.environ.get('MMGC_TEST_KILL_ON_REPLACE')
 if _KILL_ON:

@@ -6,14 +6,15 @@ Full R50 detectors are built (seconds) but counted at 128x128; the
 benchmark runs the width-reduced demo config at 128x128, one repeat.
 """
 import os.path as osp
-import pytest
 import re
 import subprocess
 import sys
 import time
+from typing import Dict, List, Tuple
+
+import pytest
 import torch
 from conftest import DEMO_CONFIG, tool_env
-from typing import Dict, List, Tuple
 
 from mmgc.models import GCBlock, NLBlock
 from mmgc.utils.benchmark import (interleaved_min_times, peak_extra_bytes,

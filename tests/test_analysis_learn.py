@@ -5,14 +5,15 @@ The detector is the demo config shrunk to 128 px with one SASABlock (c3),
 one NLBlock (c4), SASAConv as conv2 of c5 and one GCBlock (c5), random
 weights.
 """
-import cv2
 import json
-import numpy as np
 import os
 import os.path as osp
-import pytest
 import subprocess
 import sys
+
+import cv2
+import numpy as np
+import pytest
 import torch
 from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
 

@@ -5,6 +5,7 @@ Tiny widths and 64x64 inputs keep this fast.
 """
 import copy
 import io
+
 import pytest
 import torch
 from mmdet.registry import MODELS

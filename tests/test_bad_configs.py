@@ -9,11 +9,12 @@ the way the tools do (``Config.fromfile``, mmdet's default scope,
 """
 import json
 import os.path as osp
-import pytest
 import re
 import subprocess
 import sys
 import textwrap
+
+import pytest
 from conftest import tool_env
 from mmdet.registry import MODELS
 from mmengine.config import Config

@@ -12,14 +12,15 @@ import json
 import logging
 import os
 import os.path as osp
-import pytest
 import re
 import shutil
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
+
+import pytest
 from conftest import DEMO_CONFIG
 from mmdet.registry import DATASETS
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 Facts = Dict[str, object]
 

@@ -1,12 +1,13 @@
 """Behaviour every mmgc block shares: argument validation, mixed precision,
 robustness to sizes, batch and memory format."""
 import itertools
-import pytest
 import re
+from typing import Callable, Dict, List
+
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import randomize_
-from typing import Callable, Dict, List
 
 from mmgc.models.catalogue import CATALOGUE, examples
 from mmgc.models.gc_block import GCBlock

@@ -4,11 +4,12 @@ reference path (outputs and gradients, every variant), the blocks run on
 normalisation in fp32 under autocast, and stay within the launch budget."""
 import copy
 import itertools
+from typing import Callable, Dict, List
+
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import randomize_
-from typing import Callable, Dict, List
 
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
 from mmgc.models.utils import IMPLS, set_impl

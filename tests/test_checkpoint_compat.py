@@ -1,6 +1,7 @@
 """mmengine checkpoints load under torch's weights_only default, narrowly."""
-import numpy as np
 import pickle
+
+import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub

@@ -8,9 +8,10 @@ renamed to a COCO name with a space.
 import argparse
 import copy
 import json
-import pytest
 import re
 import shutil
+
+import pytest
 from conftest import DEMO_CONFIG
 from mmdet.registry import DATASETS, METRICS
 from mmengine.config import Config, DictAction

@@ -13,12 +13,13 @@ import copy
 import io
 import json
 import math
-import numpy as np
 import os.path as osp
 import pickle
-import pytest
 import runpy
 import sys
+
+import numpy as np
+import pytest
 import torch
 from conftest import DEMO_CONFIG
 from mmengine.config import Config

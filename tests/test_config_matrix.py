@@ -7,12 +7,14 @@ and (slow) each trains through tools/train.py on the embedded data set.
 import functools
 import glob
 import math
-import numpy as np
 import os.path as osp
-import pytest
 import re
 import subprocess
 import sys
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+import pytest
 import torch
 import yaml
 from conftest import ROOT, tool_env
@@ -23,7 +25,6 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
-from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import mmgc.models.backbones  # noqa: F401  (registers PluginResNet)
 import mmgc.models.necks  # noqa: F401  (registers PluginFPN)

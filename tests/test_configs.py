@@ -1,5 +1,6 @@
 """The shipped configs: inheritance from mmdet, custom_imports, placement."""
 import os.path as osp
+
 import pytest
 import torch
 from mmdet.registry import MODELS

@@ -3,9 +3,10 @@ the log file), narrow filters for known third-party warnings."""
 import io
 import logging
 import os.path as osp
+import warnings
+
 import pytest
 import torch
-import warnings
 from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from torch import nn

@@ -3,15 +3,16 @@ friends reach every loader and evaluator; heads' ``num_classes`` against
 the data set; a test that evaluated nothing is an error."""
 import argparse
 import os.path as osp
-import pytest
 import subprocess
 import sys
+from types import SimpleNamespace
+
+import pytest
 import torch
 from conftest import DEMO_CONFIG, tool_env
 from mmdet.registry import DATASETS, MODELS
 from mmengine.config import Config
 from mmengine.runner import BaseLoop
-from types import SimpleNamespace
 
 from mmgc.engine import (ClassCountCheckHook, add_class_count_check,
                          check_class_count, class_heads)

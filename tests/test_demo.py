@@ -1,12 +1,13 @@
 """The main job (tools/run_demo.py) end to end, on a tiny schedule; and, on
 request, on its full schedule against the mAP it reaches."""
 import json
-import mmcv
 import os
 import os.path as osp
-import pytest
 import subprocess
 import sys
+
+import mmcv
+import pytest
 from conftest import tool_env
 
 pytestmark = pytest.mark.slow

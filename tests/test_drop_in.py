@@ -3,9 +3,10 @@ are, earlier mmgc checkpoints convert, errors are of mmcv's / mmdet's types,
 mmcv's attributes exist, and mmgc's blocks are found without a default
 scope."""
 import os.path as osp
-import pytest
 import subprocess
 import sys
+
+import pytest
 import torch
 from conftest import ROOT, tool_env
 from mmcv.cnn.bricks import ContextBlock, NonLocal2d

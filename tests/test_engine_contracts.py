@@ -10,12 +10,13 @@ checkpoints through its ``file_backend`` and writing ``last_checkpoint``
 under ``runner.work_dir``. If a new mmengine release changes one of these,
 a test here fails and names it.
 """
-import numpy as np
 import os
 import os.path as osp
+import uuid
+
+import numpy as np
 import pytest
 import torch
-import uuid
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner

@@ -1,6 +1,7 @@
 """GCBlock: numerics, mmcv compatibility, placement and initialisation."""
 import itertools
 import os.path as osp
+
 import pytest
 import torch
 from conftest import randomize_

@@ -8,10 +8,11 @@ interpreters (fast), and once for real from a fresh shell.
 """
 import os
 import os.path as osp
-import pytest
 import shutil
 import stat
 import subprocess
+
+import pytest
 from conftest import DEMO_CONFIG, ROOT
 
 SCRIPTS = {  # script: arguments

@@ -1,6 +1,7 @@
 """NLBlock: mmcv NonLocal2d compatibility (keys, outputs, gradients) for
 every mode, no HW x HW matrix, and initialisation inside a ResNet."""
 import itertools
+
 import pytest
 import torch
 from conftest import randomize_

@@ -1,12 +1,13 @@
 """ONNX export of every block and of a detector's backbone + neck, checked
 against PyTorch with onnxruntime (mmgc/utils/onnx_export.py,
 tools/deployment/export_onnx.py)."""
-import numpy as np
-import onnx
-import pytest
 import re
 import subprocess
 import sys
+
+import numpy as np
+import onnx
+import pytest
 import torch
 from conftest import DEMO_CONFIG, randomize_, tool_env
 from mmdet.registry import MODELS

@@ -4,8 +4,9 @@ per-block choice and SASA conv2 stages, and PluginFPN.
 Narrow backbones (``base_channels=16``) and 64x64 inputs keep this fast.
 """
 import copy
-import pytest
 import re
+
+import pytest
 import torch
 from mmcv.cnn import ConvModule
 from mmdet.models.backbones import ResNet, ResNeXt

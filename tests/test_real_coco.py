@@ -14,10 +14,11 @@ import math
 import os
 import os.path as osp
 import pickle
-import pytest
 import re
 import subprocess
 import sys
+
+import pytest
 from conftest import DEMO_CONFIG, ROOT, tool_env
 from mmdet.registry import DATASETS
 from mmengine.config import Config

@@ -6,15 +6,16 @@ Unit tests of each piece, then real ``tools/train.py`` processes on the
 are killed, resumed, fed a NaN loss, or run on 2 gloo ranks.
 """
 import json
-import numpy as np
 import os
 import os.path as osp
-import pytest
 import random
 import signal
 import subprocess
 import sys
 import time
+
+import numpy as np
+import pytest
 import torch
 from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
 from mmengine.config import Config

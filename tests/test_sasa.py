@@ -4,6 +4,7 @@ import ctypes
 import gc
 import itertools
 import os
+
 import pytest
 import torch
 import torch.nn.functional as F

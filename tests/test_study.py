@@ -1,9 +1,10 @@
 """The study runner: definitions, aggregation and an end-to-end study."""
 import json
 import os.path as osp
-import pytest
 import subprocess
 import sys
+
+import pytest
 from conftest import DEMO_CONFIG, ROOT, tool_env
 
 from mmgc.analysis.studies import BUILTIN_STUDIES, check_study, load_study

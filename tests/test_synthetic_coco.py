@@ -1,17 +1,17 @@
 """Tests of the synthetic COCO shapes generator (fast: small data sets)."""
 from __future__ import annotations
-
-import cv2
 import json
-import numpy as np
 import os
-import pytest
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict
+
+import cv2
+import numpy as np
+import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from typing import Any, Dict
 
 from mmgc.datasets import SYNTHETIC_CLASSES, generate_synthetic_coco
 from mmgc.datasets.synthetic_coco import render_image

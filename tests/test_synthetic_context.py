@@ -2,8 +2,9 @@
 the standard mode's files unchanged."""
 import hashlib
 import json
-import numpy as np
 import pathlib
+
+import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 

@@ -6,11 +6,12 @@ processes, as a user runs them.
 import json
 import os
 import os.path as osp
-import pytest
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 import torch
 from conftest import DEMO_CONFIG, data_cfg_options, tool_env
 

@@ -1,8 +1,9 @@
 """Drawings: class colours, ground truth beside prediction at a score
 threshold with a legend, saved predictions drawn, contact sheets."""
+import os.path as osp
+
 import mmcv
 import numpy as np
-import os.path as osp
 import pytest
 import torch
 from mmdet.structures import DetDataSample

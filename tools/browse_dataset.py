@@ -16,6 +16,7 @@ Usage:
 import argparse
 import os
 import os.path as osp
+
 from mmengine.registry import init_default_scope
 from mmengine.utils import ProgressBar
 

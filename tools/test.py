@@ -12,6 +12,7 @@ and a message, and writes no metrics file; ``--out`` is written anyway.
 """
 import logging
 import sys
+
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
 

@@ -31,14 +31,15 @@ for each block and image
 import fnmatch
 import json
 import math
-import mmcv
-import numpy as np
 import os
 import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import mmcv
+import numpy as np
 import torch
 from terminaltables import AsciiTable
 from torch import Tensor, nn
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..models.catalogue import CATALOGUE, entry_of
 from ..visualization.attention_drawing import (Point, draw_attention,

@@ -15,8 +15,9 @@ import pickle
 import socket
 import subprocess
 import sys
-from mmengine.config import Config, DictAction
 from typing import List, Optional, Tuple
+
+from mmengine.config import Config, DictAction
 
 #: The demo config, relative to the repository root.
 CONFIG = osp.join('configs', 'demo', 'gc_r50_mask_synthetic.py')

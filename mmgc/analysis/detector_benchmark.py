@@ -40,12 +40,13 @@ identities) then sees the same features, proposals and detections as the
 baseline, and the data-dependent work (NMS, RoIs, mask head) is the same --
 the time difference is the blocks'.
 """
+from typing import List, Optional, Tuple
+
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.runner import load_checkpoint
 from torch import nn
-from typing import List, Optional, Tuple
 
 from ..utils.benchmark import interleaved_min_times, peak_tensor_bytes
 from ..utils.complexity import (build_detector, count_params, load_config,

@@ -17,11 +17,12 @@ Used by ``tools/analysis_tools/analyze_logs.py`` (MMDetection 3.x's
 interface, for iteration-based as well as epoch-based runs).
 """
 import json
-import numpy as np
 import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
 
 #: MMDetection's ``--style`` values are seaborn styles; matplotlib ships
 #: them as ``seaborn-v0_8-<name>``.

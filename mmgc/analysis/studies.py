@@ -24,8 +24,9 @@ shipped demo config's is.
 import copy
 import os.path as osp
 import re
-from mmengine.config import Config
 from typing import Dict, List, Optional, Tuple
+
+from mmengine.config import Config
 
 #: A variant name becomes a directory name.
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')

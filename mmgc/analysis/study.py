@@ -27,9 +27,10 @@ import os.path as osp
 import subprocess
 import sys
 import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
 from mmengine.config import Config
 from mmengine.logging import print_log
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..engine.atomic_io import atomic_write
 from ..utils.complexity import (backbone_neck_flops, build_detector,

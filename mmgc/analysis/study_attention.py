@@ -13,9 +13,10 @@ import json
 import os
 import os.path as osp
 import subprocess
+from typing import Dict, List, Optional
+
 from mmengine.config import Config
 from mmengine.logging import print_log
-from typing import Dict, List, Optional
 
 from ..engine.atomic_io import atomic_write
 from .attention import STATS_FILE

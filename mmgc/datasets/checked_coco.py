@@ -37,12 +37,13 @@ On clean data the parsed ``data_list`` is ``CocoDataset``'s, item for item.
 import logging
 import os
 from collections import defaultdict
+from typing import Any, Dict, List, Optional, Tuple
+
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmdet.registry import DATASETS
 from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmengine.logging import print_log
-from typing import Any, Dict, List, Optional, Tuple
 
 from .class_checks import FROM_FILE, describe_left_out, resolve_classes
 from .coco_checks import (describe_problems, join_examples, load_coco_json,

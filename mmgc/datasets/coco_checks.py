@@ -13,11 +13,12 @@
 """
 import json
 import math
-import numpy as np
 from collections import defaultdict
 from numbers import Real
-from pycocotools import mask as mask_utils
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from pycocotools import mask as mask_utils
 
 #: Reasons :func:`sanitize_instance` gives, with their descriptions.
 OUTSIDE = 'box outside its image'

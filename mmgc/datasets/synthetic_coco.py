@@ -18,15 +18,15 @@ The module depends on numpy, cv2 and pycocotools only, so importing it is
 cheap (no torch, no mmdet).
 """
 from __future__ import annotations
-
-import cv2
 import json
-import numpy as np
 import os
 import re
 from pathlib import Path
-from pycocotools import mask as mask_utils
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
 
 SYNTHETIC_CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star',
                                       'cross')

@@ -20,12 +20,13 @@ relies on.
 """
 import os.path as osp
 import tempfile
-import torch
 from contextlib import contextmanager
+from typing import Iterator, List, Optional, Tuple
+
+import torch
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from typing import Iterator, List, Optional, Tuple
 
 from .atomic_io import atomic_write
 

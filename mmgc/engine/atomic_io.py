@@ -10,9 +10,10 @@ synced too, so the rename survives a power cut.
 import os
 import os.path as osp
 import uuid
-from mmengine.fileio import LocalBackend, register_backend
 from pathlib import Path
 from typing import Union
+
+from mmengine.fileio import LocalBackend, register_backend
 
 
 def _fsync_directory(directory: str) -> None:

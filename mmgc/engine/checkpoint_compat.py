@@ -16,11 +16,12 @@ allowed as such: it is replaced, for the weights-only unpickler only, by
 ``HistoryBuffer``'s registered statistics methods. Everything else still
 fails. It runs once, on ``import mmgc``.
 """
-import numpy as np
 import pickle
+from typing import Any, Callable, List
+
+import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
-from typing import Any, Callable, List
 
 # HistoryBuffer's built-in statistics (its class dict fills lazily, at the
 # first instance) plus any registered with HistoryBuffer.register_statistics.

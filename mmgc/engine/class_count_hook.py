@@ -9,11 +9,12 @@ its ``num_classes`` and the data set's class count. ``tools/train.py`` and
 ``tools/test.py`` add it (:func:`add_class_count_check`); in your own
 configs: ``custom_hooks = [dict(type='ClassCountCheckHook')]``.
 """
+from typing import Any, List, Tuple
+
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from typing import Any, List, Tuple
 
 
 def class_heads(model: Any) -> List[Tuple[str, int]]:

@@ -1,9 +1,10 @@
 """Stop (or report skipped steps) when a loss term becomes NaN or inf."""
 import math
+from typing import Dict, List, Optional
+
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
-from typing import Dict, List, Optional
 
 from .skip_nonfinite_optim_wrapper import SkipNonFiniteOptimWrapper
 

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Dict, Iterator, Optional, TextIO
+
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
-from typing import Dict, Iterator, Optional, TextIO
 
 from ..utils.known_warnings import KnownLogMessageFilter
 from ..utils.progress import ProgressBar

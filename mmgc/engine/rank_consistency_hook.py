@@ -1,12 +1,13 @@
 """Check after training that every rank holds the same weights."""
 import hashlib
-import torch
 from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import torch
 from mmengine.dist import all_gather_object, broadcast, get_world_size
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from typing import Dict, List, Mapping, Optional, Tuple
 
 
 def tensor_digest(tensor: torch.Tensor) -> str:

@@ -14,8 +14,9 @@ e.g. ``--cfg-options reliability.nonfinite_loss=skip`` or
 ``reliability.enable=False``. Users of MMDetection's own ``train.py`` can
 name the same types in their configs (``custom_imports=['mmgc']``).
 """
-from mmengine.config import Config, ConfigDict
 from typing import Any, Dict
+
+from mmengine.config import Config, ConfigDict
 
 DEFAULTS: Dict[str, Any] = dict(
     enable=True,

@@ -29,11 +29,12 @@ this relies on.
 import logging
 import time
 from functools import partial
+from typing import Dict, Optional, Sequence
+
 from mmengine.logging import print_log
 from mmengine.registry import LOOPS
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import DataLoader
-from typing import Dict, Optional, Sequence
 
 from .rng_state import preserved_rng_state, restore_rng_state
 from .skippable_batch_sampler import (SkippableBatchSampler,

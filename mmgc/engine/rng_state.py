@@ -6,11 +6,12 @@ uninterrupted run had them. The states are stored as plain python values and
 tensors so that checkpoints stay loadable under torch's ``weights_only``
 default.
 """
-import numpy as np
 import random
-import torch
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator
+
+import numpy as np
+import torch
 
 
 def capture_rng_state() -> Dict[str, Any]:

@@ -1,12 +1,13 @@
 """An optimizer wrapper that never applies a step computed from a NaN or
 infinite loss."""
 import logging
+from typing import Dict, Optional
+
 import torch
 from mmengine.dist import all_reduce
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
-from typing import Dict, Optional
 
 
 @OPTIM_WRAPPERS.register_module()

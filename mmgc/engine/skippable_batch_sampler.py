@@ -9,9 +9,10 @@ which reproduces bucketing samplers such as MMDetection's
 """
 import copy
 import itertools
+from typing import Callable, Iterator, List, Optional
+
 from mmengine.registry import DATA_SAMPLERS
 from torch.utils.data import BatchSampler, Sampler
-from typing import Callable, Iterator, List, Optional
 
 
 @DATA_SAMPLERS.register_module()

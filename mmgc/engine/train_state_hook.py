@@ -1,6 +1,7 @@
 """Carry the random generators and the data position in checkpoints."""
-from mmengine.hooks import Hook
 from typing import Optional
+
+from mmengine.hooks import Hook
 
 from .rng_state import capture_rng_state, restore_rng_state
 

@@ -20,10 +20,11 @@ it ``coco/<class name>_precision`` for both, so segm's overwrite bbox's.
 """
 import logging
 from collections import OrderedDict
+from typing import Any, Optional, Sequence, Union
+
 from mmdet.evaluation import CocoMetric
 from mmdet.registry import METRICS
 from mmengine.logging import print_log
-from typing import Any, Optional, Sequence, Union
 
 from ..datasets.class_checks import describe_left_out, resolve_classes
 from ..datasets.coco_checks import check_coco_dict

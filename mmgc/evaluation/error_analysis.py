@@ -27,12 +27,13 @@ Sim/Oth; here they are ignored, as in the COCO API's analysis.)
 """
 import contextlib
 import io
-import numpy as np
 import os
 import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from typing import Dict, List, Optional, Sequence, Tuple
 
 #: The stacked curves, strictest first.
 CURVES = ('C75', 'C50', 'Loc', 'Sim', 'Oth', 'BG', 'FN')

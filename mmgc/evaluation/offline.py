@@ -15,11 +15,12 @@ images (their objects would count as missed), categories it does not
 define.
 """
 import json
-import numpy as np
 import os.path as osp
 from collections import defaultdict
-from mmengine.config import Config
 from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+from mmengine.config import Config
 
 from ..datasets.coco_checks import join_examples
 from .checked_coco_metric import CheckedCocoMetric, enable_classwise

@@ -48,14 +48,15 @@ entry order; two of one type there need distinct ``postfix`` values in
 ``cfg``.
 """
 import inspect
-import torch
 from functools import partial
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+
+import torch
 from mmcv.cnn.bricks.plugin import infer_abbr
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS as ROOT_MODELS
 from torch import Tensor, nn
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 from .utils.module_paths import match_module_paths
 from .utils.output_plugins import add_plugin

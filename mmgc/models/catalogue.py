@@ -11,8 +11,9 @@ whether it defines ``attention_maps(x, queries)`` (the interface documented
 in :mod:`mmgc.analysis.attention`).
 """
 from dataclasses import dataclass
-from torch import nn
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+
+from torch import nn
 
 from .cbam_block import CBAMBlock
 from .gc_block import GCBlock

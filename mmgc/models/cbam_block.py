@@ -23,11 +23,12 @@ The spatial map ``M_s`` is a gate, one weight per position for that
 position's own features, not attention of a query over key positions, so
 the block has no ``attention_maps``.
 """
+from typing import Optional, Union
+
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from typing import Optional, Union
 
 from .utils import (check_odd, check_positive, check_positive_int,
                     check_reduced_channels)

@@ -23,12 +23,13 @@ submodule names and therefore state-dict keys are those of mmcv's
 ``channel_mul_conv.{0,1,3}``), so MMDetection's published GCNet checkpoints
 load unchanged and give the same outputs.
 """
+from typing import Optional, Sequence, Tuple, Union
+
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import kaiming_init
 from torch import Tensor, nn
-from typing import Optional, Sequence, Tuple, Union
 
 from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
                     check_positive, check_reduced_channels,

@@ -22,6 +22,8 @@ HW`` pairwise matrix as mmcv does). On the CPU the same ``y`` comes without
 that matrix, in memory linear in ``HW``
 (:mod:`mmgc.models.utils.nonlocal_aggregate`).
 """
+from typing import Optional, Tuple, Union
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
@@ -29,7 +31,6 @@ from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, normal_init
 from torch import Tensor, nn
-from typing import Optional, Tuple, Union
 
 from .utils import (OwnInitAfterParent, SelectableImpl, check_choice,
                     check_positive, check_positive_int)

@@ -23,12 +23,13 @@ output comes from blocked ("halo") attention,
 :mod:`mmgc.models.utils.halo_attention`, which copies keys and values 3-4
 times instead of ``k^2`` times.
 """
+from typing import Optional, Tuple, Union
+
 import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor, nn
-from typing import Optional, Tuple, Union
 
 from .utils import (OwnInitAfterParent, check_choice, check_odd,
                     check_positive_int, to_int_pair, zero_init_last_layer)

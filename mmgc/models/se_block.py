@@ -8,11 +8,12 @@ so its state dicts load unchanged. ``squeeze``, ``excite`` and ``forward``
 below are the three steps; the CPU fast path (shared with GC) is
 :mod:`mmgc.models.utils.context_fusion`.
 """
+from typing import Optional, Sequence, Tuple, Union
+
 from mmcv.cnn import ConvModule
 from mmdet.registry import MODELS
 from mmengine.model import BaseModule
 from torch import Tensor
-from typing import Optional, Sequence, Tuple, Union
 
 from .utils import (SelectableImpl, check_positive, check_positive_int,
                     check_reduced_channels)

@@ -12,10 +12,11 @@ comparison is timed at the c3-c5 levels against ``copy_`` of its input.
 import copy
 import os
 import sys
+from typing import Callable, Dict, List, Optional, Tuple
+
 import torch
 from mmcv.cnn.bricks import ContextBlock, NonLocal2d
 from mmdet.models.layers import SELayer
-from typing import Callable, Dict, List, Optional, Tuple
 
 from ..models.catalogue import CATALOGUE
 from ..models.gc_block import GCBlock

@@ -13,9 +13,10 @@ unchanged.
 import io
 import os.path as osp
 import re
-import torch
 from collections import OrderedDict
 from typing import Dict, Mapping
+
+import torch
 
 from ..engine.atomic_io import atomic_write
 

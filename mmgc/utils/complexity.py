@@ -32,13 +32,14 @@ Element-wise products and sums (GC's fusion, SE's rescaling, residual
 additions) stay free, as everywhere in this convention.
 """
 import os.path as osp
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
 import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import elementwise_flop_counter, get_shape
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from torch import nn
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .package import shipped_path
 from .tool_config import load_tool_config

@@ -7,6 +7,7 @@ still work, so the tools switch to gloo and CPU DDP there.
 """
 import datetime
 import logging
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config

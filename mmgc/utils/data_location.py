@@ -12,8 +12,9 @@ file of its own loader's data set.
 """
 import argparse
 import os.path as osp
-from mmengine.config import Config
 from typing import Any, Dict, List, Optional, Sequence
+
+from mmengine.config import Config
 
 from ..datasets.class_checks import FROM_FILE
 

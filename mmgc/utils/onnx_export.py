@@ -14,17 +14,18 @@ TorchScript exporter (``dynamo=False``) fails on SASA's halo tensors and is
 not used.
 """
 import math
+import os
+import os.path as osp
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
 import numpy as np
 import onnx
 import onnxruntime as ort
-import os
-import os.path as osp
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from torch import Tensor, nn
-from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from .complexity import build_detector
 

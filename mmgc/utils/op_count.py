@@ -9,11 +9,12 @@ blocks take the path they would take on a GPU (``impl='auto'`` picks the
 CPU-only fast paths only for CPU tensors).
 """
 import copy
-import torch
 from collections import Counter
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from typing import Callable, Dict, List, Optional, Sequence
 
 
 class OpCounter(TorchDispatchMode):

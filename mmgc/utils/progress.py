@@ -2,8 +2,9 @@
 with a title and a status text, e.g. the training loss)."""
 import sys
 import time
-from mmengine.utils import ProgressBar as MMEngineProgressBar
 from typing import Optional, TextIO
+
+from mmengine.utils import ProgressBar as MMEngineProgressBar
 
 
 class ProgressBar(MMEngineProgressBar):

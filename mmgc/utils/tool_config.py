@@ -8,9 +8,10 @@ import argparse
 import logging
 import os
 import os.path as osp
+from typing import Optional, Sequence, Tuple
+
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from typing import Optional, Sequence, Tuple
 
 from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
 from .data_location import add_data_args, apply_data_args

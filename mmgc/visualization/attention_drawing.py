@@ -14,11 +14,12 @@ Coordinates: ``meta`` is a data sample's metainfo (``ori_shape``,
 feature map that covers the padded batch input.
 """
 import math
+from typing import List, Optional, Sequence, Tuple
+
 import mmcv
 import numpy as np
 from mmengine.visualization import Visualizer
 from mmengine.visualization.utils import convert_overlay_heatmap
-from typing import List, Optional, Sequence, Tuple
 
 from .contact_sheet import save_contact_sheet
 

@@ -1,4 +1,6 @@
 """Ground truth beside prediction, one colour per class, with a legend."""
+from typing import List, Optional, Sequence, Tuple
+
 import cv2
 import mmcv
 import numpy as np
@@ -8,7 +10,6 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks, PolygonMasks, bitmap_to_polygon
 from mmdet.visualization import DetLocalVisualizer
 from mmengine.structures import InstanceData
-from typing import List, Optional, Sequence, Tuple
 
 Colour = Tuple[int, int, int]
 TITLE_HEIGHT = 18  # px of the title strip above each panel

@@ -1,10 +1,11 @@
 """Contact sheets: many drawings in one PNG, to see a run at a glance."""
-import cv2
-import mmcv
-import numpy as np
 import os
 import os.path as osp
 from typing import Optional, Sequence
+
+import cv2
+import mmcv
+import numpy as np
 
 CAPTION_HEIGHT = 16  # px under each tile
 BACKGROUND = 255

@@ -1,14 +1,15 @@
 """Draw saved predictions (``tools/test.py --out preds.pkl``) against a data
 set's ground truth, without running the model again."""
-import mmcv
-import numpy as np
 import os
 import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import mmcv
+import numpy as np
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from pycocotools import mask as mask_utils
-from typing import Dict, List, Optional, Sequence
 
 from ..utils.progress import ProgressBar
 from .comparison_visualizer import DetComparisonVisualizer

@@ -23,6 +23,7 @@ import argparse
 import os
 import os.path as osp
 import sys
+
 import torch
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope

@@ -20,6 +20,7 @@ import argparse
 import glob
 import os.path as osp
 import sys
+
 from mmengine.registry import init_default_scope
 
 import mmgc  # noqa: F401  (registers the blocks)

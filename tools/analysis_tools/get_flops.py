@@ -41,6 +41,7 @@ Example::
 import argparse
 import os.path as osp
 import sys
+
 from mmengine.registry import init_default_scope
 
 import mmgc  # noqa: F401  (registers the blocks)

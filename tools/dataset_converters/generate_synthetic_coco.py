@@ -13,7 +13,6 @@ frame along the image border, away from the objects)::
         --mode context --out-dir data/synthetic_context
 """
 from __future__ import annotations
-
 import argparse
 import time
 from typing import List, Optional

@@ -20,9 +20,10 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import List, Optional, Tuple
+
 import torch
 from torch import nn
-from typing import List, Optional, Tuple
 
 import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
 from mmgc.utils import add_cfg_options_arg, load_tool_config

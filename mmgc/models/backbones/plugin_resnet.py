@@ -34,13 +34,14 @@ without one have no extra keys, and SASA stages have ``conv2.qkv.weight``,
 (stem, norms, ``conv1``/``conv3``, downsample) are unchanged, so an mmdet
 ResNet checkpoint loads with only the new keys missing.
 """
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.backbones.resnext import ResNeXt
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 from torch import Tensor, nn
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 from ..utils import ArgumentError, ArgumentKeyError, check_odd, to_int_pair
 from ..utils.output_plugins import attach_output_plugins

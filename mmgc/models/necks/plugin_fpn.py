@@ -29,10 +29,11 @@ instead of ``fpn_convs.0.conv.weight``/``.bias``). Without plugins and
 ``fpn_conv_cfg`` the module is key for key, and output for output, mmdet's
 ``FPN``.
 """
+from typing import Any, List, Mapping, Optional, Sequence
+
 from mmcv.cnn import ConvModule, build_conv_layer
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
-from typing import Any, List, Mapping, Optional, Sequence
 
 from ..utils import ArgumentError, to_int_pair
 from ..utils.output_plugins import attach_output_plugins

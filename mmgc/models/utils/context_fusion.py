@@ -16,10 +16,11 @@ transform is differentiated with :func:`torch.autograd.grad`); double
 backward is not supported, nor ``torch.compile`` (the function takes Python
 callables), so the blocks use their reference path when compiling.
 """
+from typing import Callable, List, Optional, Sequence, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from typing import Callable, List, Optional, Sequence, Tuple
 
 from .precision import float32_region
 

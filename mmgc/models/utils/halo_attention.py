@@ -31,10 +31,11 @@ kernel runs with an additive bias that carries gradients (an explicit
 """
 import functools
 import os
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from typing import Optional, Tuple
 
 from .precision import float32_region, softmax_attention, to_float32
 

@@ -16,9 +16,10 @@ what it does), the block's ``impl`` attribute selects it:
 state dicts and checkpoints are unchanged: ``block.impl = 'reference'``,
 or :func:`set_impl` for a whole model.
 """
+from typing import Tuple
+
 import torch
 from torch import Tensor, nn
-from typing import Tuple
 
 from .validation import check_choice
 

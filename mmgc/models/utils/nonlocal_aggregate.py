@@ -23,11 +23,12 @@ without a transposed copy (:func:`from_positions_major`). Every function
 here is one batched kernel per step, with no Python loop over images or
 positions, on any device.
 """
+from typing import Optional, Sequence, Tuple
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from torch import Tensor, nn
-from typing import Optional, Sequence, Tuple
 
 from .precision import float32_region, to_float32
 

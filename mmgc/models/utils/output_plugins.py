@@ -8,9 +8,10 @@ module without plugins keeps exactly its own state-dict keys; a forward hook
 (a module-level function, so deep copies and pickles of the model keep
 working) runs them after the module's own ``forward``.
 """
+from typing import Any, Iterable, List, Mapping, Tuple
+
 from mmcv.cnn import build_plugin_layer
 from torch import nn
-from typing import Any, Iterable, List, Mapping, Tuple
 
 from .validation import ArgumentError
 

@@ -9,8 +9,9 @@ owner class, the key, the bad value and what is allowed.
 """
 import difflib
 import inspect
-from mmengine.registry import MODELS
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
+
+from mmengine.registry import MODELS
 
 from .validation import ArgumentError, ArgumentKeyError, _is_int, check_choice
 

@@ -7,11 +7,12 @@ positions, sigmoid gates) go through :func:`float32_region` and
 :func:`to_float32`, so every mmgc block keeps its normalisations in fp32 the
 same way.
 """
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
 import torch
 import torch.nn.functional as F
-from contextlib import contextmanager
 from torch import Tensor
-from typing import Iterator, Optional
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
