@@ -371,6 +371,26 @@ def format_comparison(diffs: Sequence[OutputDiff], inputs: Tensor, atol: float,
             f'{format_verdict(diffs)}')
 
 
+def check_sizes(path: str, module: nn.Module, names: Sequence[str],
+                shapes: Sequence[Tuple[int, int]], atol: float,
+                rtol: float) -> Tuple[bool, List[str]]:
+    """Compare onnxruntime with PyTorch on a seeded ``N(0, 1)`` input at
+    each ``(height, width)`` in ``shapes``.
+
+    Returns:
+        tuple[bool, list[str]]: Whether every output of every size is
+        within tolerance, and one :func:`format_comparison` report per size.
+    """
+    all_ok, reports = True, []
+    generator = torch.Generator().manual_seed(0)
+    for height, width in shapes:
+        inputs = torch.randn(1, 3, height, width, generator=generator)
+        diffs = compare_with_torch(path, module, names, inputs, atol, rtol)
+        reports.append(format_comparison(diffs, inputs, atol, rtol))
+        all_ok &= all(d.ok for d in diffs)
+    return all_ok, reports
+
+
 def export_and_compare(module: nn.Module, inputs: Tensor, path: str,
                        opset: int, atol: float, rtol: float,
                        **kwargs) -> List[OutputDiff]:

@@ -28,13 +28,6 @@ image (padding excluded), the same ones as queries for the attention; they
 are printed as a table and saved to ``<out-dir>/attention_stats.json``
 (means over the images, and per image). The work is
 :func:`mmgc.analysis.attention.analyse_attention`.
-
-Usage:
-    python tools/analysis_tools/attention_maps.py CONFIG CHECKPOINT IMAGE...
-        [--out-dir DIR] [--queries N | --query-points X,Y ...]
-        [--blocks PATTERN ...] [--draw-blocks PATTERN ...]
-        [--num-positions 64] [--alpha 0.5] [--sheet-images 16]
-        [--device cpu] [--cfg-options k=v ...]
 """
 import argparse
 from typing import Tuple

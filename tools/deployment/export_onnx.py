@@ -1,5 +1,6 @@
 """Export a detector's backbone + neck, mmgc blocks included, to ONNX and
-check the file against PyTorch with onnxruntime.
+check the file against PyTorch with onnxruntime (``--help`` for the
+options).
 
 The exported graph maps preprocessed images (the data preprocessor's output:
 normalised, padded to its ``pad_size_divisor``) ``[1, 3, H, W]`` to the
@@ -8,11 +9,6 @@ tuple of neck outputs (``p2`` .. ``p6`` for Mask R-CNN's FPN). The heads
 partitioned models. The check runs both on the same random ``N(0, 1)`` input
 and fails (exit status 1) if an output differs by more than ``atol + rtol *
 max|output|``.
-
-Usage:
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT [--out FILE]
-        [--shape H W] [--opset 18] [--dynamic-shape] [--no-check]
-        [--atol 1e-5] [--rtol 1e-4] [--cfg-options k=v ...]
 """
 import argparse
 import logging
@@ -20,18 +16,14 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import List, Optional, Tuple
-
-import torch
-from torch import nn
+from typing import List, Optional
 
 import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
 from mmgc.utils import add_cfg_options_arg, load_tool_config
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     backbone_neck_for_export, check_opset,
-                                    compare_with_torch, default_input_shape,
-                                    export_onnx, format_comparison, max_opset,
-                                    onnx_file_size)
+                                    check_sizes, default_input_shape,
+                                    export_onnx, max_opset, onnx_file_size)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -98,20 +90,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def check(path: str, module: nn.Module, names: List[str],
-          shapes: List[Tuple[int, int]], atol: float, rtol: float) -> bool:
-    """Compare onnxruntime with PyTorch at each input size; print a table
-    per size; return whether every output is within tolerance."""
-    all_ok = True
-    generator = torch.Generator().manual_seed(0)
-    for height, width in shapes:
-        inputs = torch.randn(1, 3, height, width, generator=generator)
-        diffs = compare_with_torch(path, module, names, inputs, atol, rtol)
-        print('\n' + format_comparison(diffs, inputs, atol, rtol))
-        all_ok &= all(d.ok for d in diffs)
-    return all_ok
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     # the exporter logs one line per missing torchvision op and each pass
@@ -159,7 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     shapes = [(height, width)]
     if args.dynamic_shape:
         shapes.append((height + 32, width + 64))
-    if not check(out, module, names, shapes, args.atol, args.rtol):
+    all_ok, reports = check_sizes(out, module, names, shapes, args.atol,
+                                  args.rtol)
+    print('\n' + '\n\n'.join(reports))
+    if not all_ok:
         print(
             f'\nerror: onnxruntime\'s outputs of {out} differ from '
             f'PyTorch\'s beyond the tolerance (rows marked NO)',
