@@ -19,10 +19,10 @@ from mmengine.logging import print_log
 import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
 from mmgc.evaluation import empty_test_reason, write_metrics
 from mmgc.utils import (build_runner, build_test_config, build_test_parser,
-                        parse_tool_args)
+                        parse_tool_args, released_process_group)
 
 
-def main() -> None:
+def run() -> None:
     args = parse_tool_args(build_test_parser())
     cfg = build_test_config(args)
     runner = build_runner(cfg, args.progress)
@@ -43,6 +43,11 @@ def main() -> None:
         sys.exit(1)
     if args.metrics_out and is_main_process():
         write_metrics(metrics, args.metrics_out)
+
+
+def main() -> None:
+    with released_process_group():
+        run()
 
 
 if __name__ == '__main__':

@@ -8,14 +8,15 @@ Usage:
 """
 import mmgc  # noqa: F401  (registers blocks, checkpoint allow-list)
 from mmgc.utils import (build_runner, build_train_config, build_train_parser,
-                        parse_tool_args)
+                        parse_tool_args, released_process_group)
 
 
 def main() -> None:
     args = parse_tool_args(build_train_parser())
     cfg = build_train_config(args)
     runner = build_runner(cfg, args.progress)
-    runner.train()
+    with released_process_group():
+        runner.train()
 
 
 if __name__ == '__main__':
