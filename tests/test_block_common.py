@@ -7,10 +7,10 @@ from typing import Callable, Dict, List
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
 
 from mmgc.models.catalogue import CATALOGUE, examples
 from mmgc.models.gc_block import GCBlock
+from mmgc.utils import randomize_
 
 # (entry, bad constructor call) for every invalid case of the catalogue
 INVALID = [(entry, case) for entry in CATALOGUE for case in entry.invalid]

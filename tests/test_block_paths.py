@@ -9,10 +9,10 @@ from typing import Callable, Dict, List
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
 
 from mmgc.models import GCBlock, NLBlock, SASABlock, SASAConv, SEBlock
 from mmgc.models.utils import IMPLS, set_impl
+from mmgc.utils import randomize_
 from mmgc.utils.op_count import OP_GOAL, block_op_counts, count_ops
 
 CHANNELS = 16

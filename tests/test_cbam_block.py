@@ -8,10 +8,10 @@ test_onnx_export)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
 
 from mmgc.models import CBAMBlock
+from mmgc.utils import randomize_
 
 
 def paper_cbam(block: CBAMBlock, x: torch.Tensor) -> torch.Tensor:

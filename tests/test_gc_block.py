@@ -4,12 +4,12 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import randomize_
 from mmcv.cnn.bricks import ContextBlock
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
 from mmgc.models import GCBlock
+from mmgc.utils import randomize_
 
 POOLINGS = ('att', 'avg')
 FUSIONS = (('channel_add', ), ('channel_mul', ), ('channel_add',

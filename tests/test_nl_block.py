@@ -4,13 +4,13 @@ import itertools
 
 import pytest
 import torch
-from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
 from mmcv.cnn.bricks import NonLocal2d
 from mmdet.models.backbones import ResNet
 from torch.profiler import ProfilerActivity, profile
 
 from mmgc.models.nl_block import NLBlock
+from mmgc.utils import randomize_
 
 MODES = ('embedded_gaussian', 'gaussian', 'dot_product', 'concatenation')
 

@@ -9,13 +9,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import DEMO_CONFIG, randomize_, tool_env
+from conftest import DEMO_CONFIG, tool_env
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 
 from mmgc.models import GCBlock, catalogue
 from mmgc.models.nl_block import _bisect_right
+from mmgc.utils import randomize_
 from mmgc.utils.onnx_export import (ATOL, DEFAULT_OPSET, MIN_OPSET, RTOL,
                                     check_opset, compare_outputs,
                                     export_and_compare, max_opset, model_opset,

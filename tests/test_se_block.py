@@ -2,11 +2,11 @@
 backward, ratio semantics."""
 import pytest
 import torch
-from conftest import randomize_
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.layers import SELayer
 
 from mmgc.models.se_block import SEBlock
+from mmgc.utils import randomize_
 
 
 def paper_se(block: SEBlock, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from ..models.se_block import SEBlock
 from ..models.utils import set_impl
 from .benchmark import cpu_model, min_time, peak_extra_bytes
 from .op_count import OP_GOAL, block_op_counts
+from .random_init import randomize_
 
 
 def block_names() -> List[str]:
@@ -111,14 +112,6 @@ def gemm_rate(device: str, repeats: int, size: int = 2048) -> float:
     return 2 * size**3 / seconds
 
 
-# ------------------------------------------------------------- references
-def randomize_(module: torch.nn.Module, seed: int = 0) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-
-
 # ------------------------------------------------------------------ tables
 Row = Dict[str, object]
 GOALS: List[Tuple[str, bool, str]] = []
@@ -190,7 +183,7 @@ def bench_gc_se(kind: str, levels: List[str], args) -> None:
             ref_mod = SELayer(c, ratio=16)
             ours = SEBlock(c, ratio=1 / 16)
             ref_name, ours_name = 'mmdet SELayer', 'SEBlock r16'
-        randomize_(ref_mod)
+        randomize_(ref_mod, std=0.02)
         ours.load_state_dict(ref_mod.state_dict())
         ref_mod.to(args.device)
         set_impl(ours.to(args.device), args.impl)
@@ -239,7 +232,7 @@ def bench_nl(kind: str, levels: List[str], args) -> None:
         x = torch.randn(batch, c, h, w, device=args.device)
         unit = copy_time(x, args.repeats)
         ref_mod = NonLocal2d(c)
-        randomize_(ref_mod)
+        randomize_(ref_mod, std=0.02)
         ours = NLBlock(c)
         ours.load_state_dict(ref_mod.state_dict())
         ref_mod.to(args.device)
