@@ -221,6 +221,11 @@ def test_two_variant_study_table_and_reuse(tmp_path):
         log = (work / 'runs' / variant / 'seed0' /
                'study_launch.log').read_text()
         assert 'randomness.seed=0' in log
+        # the record names its checkpoint relative to the study's work dir
+        record = json.loads(
+            (work / 'runs' / variant / 'seed0' / 'run.json').read_text())
+        assert record['checkpoint'] == f'runs/{variant}/seed0/iter_2.pth'
+        assert (work / record['checkpoint']).is_file()
     # params from the project's counter, on the same variant configs
     params = {
         v:
@@ -235,14 +240,16 @@ def test_two_variant_study_table_and_reuse(tmp_path):
     assert f"{100 * rows['gc_r16']['bbox']['mean']:.1f}" in md
     assert (work / 'study.png').stat().st_size > 1000
 
-    # a second sitting reuses the finished runs: no training, same table
+    # a second sitting reuses the finished runs: no training, same table;
+    # --analyse finds the GC model's checkpoint through its record
     stamps = {
         p: p.stat().st_mtime_ns
         for p in work.glob('runs/*/seed0/metrics.json')
     }
     ckpts = sorted(str(p) for p in work.glob('runs/*/seed0/*.pth'))
+    options = command.index('--cfg-options')
     second = subprocess.run(
-        command,
+        command[:options] + ['--analyse'] + command[options:],
         env=tool_env(),
         capture_output=True,
         text=True,
@@ -254,6 +261,14 @@ def test_two_variant_study_table_and_reuse(tmp_path):
     assert sorted(str(p) for p in work.glob('runs/*/seed0/*.pth')) == ckpts
     assert json.loads((work / 'study.json').read_text())['rows'] == \
         table['rows']
+    attention = json.loads((work / 'attention.json').read_text())
+    assert list(attention) == ['gc_r16']  # the baseline has no attention
+    assert attention['gc_r16']['checkpoint'] == 'runs/gc_r16/seed0/iter_2.pth'
+    blocks = attention['gc_r16']['blocks']
+    assert blocks and all(b['type'] == 'GCBlock' for b in blocks.values())
+    # one map per image: the same for every query, by construction
+    assert all(b['cos_dist']['attention'] < 1e-6 for b in blocks.values())
+    assert '[attention.md](attention.md)' in (work / 'study.md').read_text()
 
     # an interrupted run (checkpoint, no metrics) resumes with --resume
     run_dir = work / 'runs' / 'gc_r16' / 'seed0'

@@ -7,7 +7,10 @@ Layout of a study's work dir::
     <work_dir>/configs/<variant>.py        the variant's full config
     <work_dir>/runs/<variant>/seed<S>/     the run's mmengine work dir
         metrics.json                       tools/test.py --metrics-out
-        run.json                           the run's record (table input)
+        run.json                           the run's record (table input;
+                                           its checkpoint path is relative
+                                           to the study's work dir, so the
+                                           records can move with it)
     <work_dir>/complexity.json             params/FLOPs per variant
     <work_dir>/study.{md,json,png}         the table and chart
 
@@ -373,7 +376,7 @@ class StudyRunner:
         record = dict(
             variant=variant,
             seed=seed,
-            checkpoint=checkpoint,
+            checkpoint=osp.relpath(checkpoint, self.work_dir),
             metrics=metrics,
             train_s_per_iter=stats['train_s_per_iter'],
             peak_memory_mb=cuda if cuda is not None else

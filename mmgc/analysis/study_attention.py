@@ -88,14 +88,16 @@ def analyse_study(runner,
                 logger='current')
             continue
         record = runner.load_record(variant, seed)
+        # relative to the work dir (absolute in records of older versions)
+        checkpoint = osp.join(runner.work_dir, record['checkpoint'])
         out_dir = osp.join(out_root, variant)
         stats = _read(osp.join(out_dir, STATS_FILE))
-        if stats is None or stats.get('checkpoint') != record['checkpoint']:
+        if stats is None or stats.get('checkpoint') != checkpoint:
             os.makedirs(out_dir, exist_ok=True)
             command = [
                 runner.python,
                 tool_path('analysis_tools', 'attention_maps.py'),
-                runner.config_path(variant), record['checkpoint']
+                runner.config_path(variant), checkpoint
             ] + val_images(cfg, num_images) + [
                 '--out-dir', out_dir, '--num-positions',
                 str(num_positions)
