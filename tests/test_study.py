@@ -9,7 +9,8 @@ from conftest import DEMO_CONFIG, ROOT, tool_env
 
 from mmgc.analysis.studies import BUILTIN_STUDIES, check_study, load_study
 from mmgc.analysis.study import eta_seconds, image_shape_of
-from mmgc.analysis.study_table import aggregate, markdown_table, mean_spread
+from mmgc.analysis.study_table import (aggregate, markdown_per_seed,
+                                       markdown_table, mean_spread)
 
 
 # ------------------------------------------------------------ fast tests --
@@ -65,6 +66,15 @@ def test_aggregate_rows_deltas_and_markdown():
     assert table[3].split(' | ')[2:6] == [
         '35.0 ± 1.4', '24.0 ± 1.4', '+0.001', '+0.250'
     ]
+    # each run's AP in seed order, next to the mean
+    assert gc['per_seed'] == dict(bbox=[0.34, 0.36], segm=[0.23, 0.25])
+    per_seed = markdown_per_seed(rows).splitlines()
+    assert per_seed[0] == ('| variant | bbox AP seed 0 / 1 | '
+                           'segm AP seed 0 / 1 |')
+    assert per_seed[2:] == [
+        '| base | 30.0 / 32.0 | 20.0 / 22.0 |',
+        '| gc | 34.0 / 36.0 | 23.0 / 25.0 |'
+    ]
 
 
 def test_aggregate_keeps_variants_without_runs():
@@ -73,6 +83,10 @@ def test_aggregate_keeps_variants_without_runs():
     assert rows[1]['seeds'] == [] and rows[1]['bbox']['mean'] is None
     assert rows[1]['delta_params'] is None
     assert '| nl | 0 | - | - | - | - |' in markdown_table(rows)
+    assert rows[1]['per_seed'] == dict(bbox=[], segm=[])
+    assert markdown_per_seed(rows).splitlines()[2:] == [
+        '| base | 30.0 | 20.0 |', '| nl | - | - |'
+    ]
 
 
 def test_builtin_studies_cover_the_papers_tables():
@@ -238,6 +252,7 @@ def test_two_variant_study_table_and_reuse(tmp_path):
     assert rows['baseline']['delta_params'] == 0
     md = (work / 'study.md').read_text()
     assert f"{100 * rows['gc_r16']['bbox']['mean']:.1f}" in md
+    assert markdown_per_seed(table['rows']) in md
     assert (work / 'study.png').stat().st_size > 1000
 
     # a second sitting reuses the finished runs: no training, same table;

@@ -39,8 +39,8 @@ from ..engine.atomic_io import atomic_write
 from ..utils.complexity import (backbone_neck_flops, build_detector,
                                 count_params, load_config)
 from ..utils.package import shipped_path
-from .study_table import (AP_KEYS, aggregate, markdown_table, plot_chart,
-                          write_json)
+from .study_table import (AP_KEYS, aggregate, markdown_per_seed,
+                          markdown_table, plot_chart, write_json)
 
 #: Directory that holds the imported mmgc package (a checkout or
 #: site-packages): the launched tools import the same mmgc.
@@ -509,7 +509,8 @@ class StudyRunner:
                 f"deltas against `{self.study['baseline']}`. AP: mean ± "
                 'sample std over seeds (x100). FLOPs: backbone + neck at '
                 f'{shape[0]}x{shape[1]} (mmgc.utils.complexity).\n\n'
-                f'{table}\n\n![chart](study.png)\n')
+                f'{table}\n\nPer seed (AP x100):\n\n'
+                f'{markdown_per_seed(rows)}\n\n![chart](study.png)\n')
         atomic_write(osp.join(self.work_dir, 'study.md'), text)
         plot_chart(rows, osp.join(self.work_dir, 'study.png'),
                    f"study {self.study['name']}")

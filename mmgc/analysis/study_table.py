@@ -59,7 +59,9 @@ def aggregate(runs: List[dict], complexity: Dict[str, dict],
 
     Returns:
         list[dict]: ``variant``, ``seeds``, ``bbox``/``segm``
-        (:func:`mean_spread` of the AP), ``params``, ``flops``,
+        (:func:`mean_spread` of the AP), ``per_seed`` (``{'bbox': [...],
+        'segm': [...]}``, the AP of each of ``seeds`` in order, None where
+        a run lacks it), ``params``, ``flops``,
         ``delta_params``, ``delta_flops``, ``train_s_per_iter`` (mean),
         ``peak_memory_mb`` (max), ``memory_source``, ``infer_s_per_img``
         (mean); missing values are None.
@@ -71,9 +73,12 @@ def aggregate(runs: List[dict], complexity: Dict[str, dict],
                       key=lambda r: r['seed'])
         cost = complexity.get(variant, {})
         row = dict(variant=variant, seeds=[r['seed'] for r in mine])
-        for column, key in AP_KEYS.items():
-            row[column] = mean_spread(
-                [r['metrics'][key] for r in mine if key in r['metrics']])
+        row['per_seed'] = {
+            column: [r['metrics'].get(key) for r in mine]
+            for column, key in AP_KEYS.items()
+        }
+        for column, values in row['per_seed'].items():
+            row[column] = mean_spread([v for v in values if v is not None])
         for key in ('params', 'flops'):
             row[key] = cost.get(key)
             row[f'delta_{key}'] = (
@@ -151,14 +156,44 @@ def markdown_table(rows: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+def markdown_per_seed(rows: List[dict]) -> str:
+    """Each run's AP, one line per variant: the mean ± spread of the main
+    table can hide runs that disagree (one seed learned, the other did
+    not).
+
+    Args:
+        rows (list[dict]): From :func:`aggregate`.
+
+    Returns:
+        str: A Markdown table, ``-`` for a seed a variant has not run.
+    """
+    seeds = sorted({s for r in rows for s in r['seeds']})
+    label = ' / '.join(str(s) for s in seeds)
+    head = ['variant'] + [f'{c} AP seed {label}' for c in AP_KEYS]
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] + ['---:'] * len(AP_KEYS)) + '|'
+    ]
+    for row in rows:
+        cells = [row['variant']]
+        for column in AP_KEYS:
+            by_seed = dict(zip(row['seeds'], row['per_seed'][column]))
+            cells.append(' / '.join(
+                _plain(None if by_seed.get(s) is None else 100 *
+                       by_seed[s], '.1f') for s in seeds))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def write_json(path: str, content: dict) -> None:
     """``content`` as indented JSON, written atomically."""
     atomic_write(path, json.dumps(content, indent=1).encode())
 
 
 def plot_chart(rows: List[dict], path: str, title: str) -> None:
-    """Bar chart of bbox and segm AP (mean, spread as error bars) and
-    training time per iteration, one group per variant (PNG).
+    """Bar chart of bbox and segm AP (mean, spread as error bars, each
+    seed's AP as a dot) and training time per iteration, one group per
+    variant (PNG).
 
     Args:
         rows (list[dict]): From :func:`aggregate`.
@@ -185,8 +220,18 @@ def plot_chart(rows: List[dict], path: str, title: str) -> None:
                   width,
                   yerr=errors,
                   capsize=3,
+                  ecolor='grey',
                   label=f'{column} AP')
-    ax_ap.set_ylabel('AP x100 (mean ± std over seeds)')
+        dots = [(x + offset, 100 * v) for x, r in zip(xs, rows)
+                for v in r['per_seed'][column] if v is not None]
+        ax_ap.scatter([d[0] for d in dots], [d[1] for d in dots],
+                      s=16,
+                      color='black',
+                      edgecolors='white',
+                      linewidths=0.5,
+                      zorder=3,
+                      label='one seed' if column == 'bbox' else None)
+    ax_ap.set_ylabel('AP x100 (mean ± std, dots: seeds)')
     ax_ap.legend()
     ax_ap.set_title(title)
     ax_time.bar(
