@@ -117,6 +117,17 @@ def _plain(value: Optional[float], fmt: str) -> str:
     return '-' if value is None else format(value, fmt)
 
 
+def _markdown(head: List[str], body: List[List[str]]) -> str:
+    """A Markdown table: the first column left-aligned (the variant), the
+    others right-aligned (numbers)."""
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|'
+    ]
+    lines += ['| ' + ' | '.join(cells) + ' |' for cells in body]
+    return '\n'.join(lines)
+
+
 def markdown_table(rows: List[dict]) -> str:
     """The table as GitHub Markdown.
 
@@ -136,12 +147,9 @@ def markdown_table(rows: List[dict]) -> str:
         'variant', 'seeds', 'bbox AP', 'segm AP', 'Δparams (M)', 'ΔGFLOPs',
         'train s/iter', mem_head, 'infer s/img'
     ]
-    lines = [
-        '| ' + ' | '.join(head) + ' |',
-        '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|'
-    ]
+    body = []
     for row in rows:
-        cells = [
+        body.append([
             row['variant'],
             str(len(row['seeds'])),
             _ap(row['bbox']),
@@ -151,9 +159,8 @@ def markdown_table(rows: List[dict]) -> str:
             _plain(row['train_s_per_iter'], '.3f'),
             _plain(row['peak_memory_mb'], '.0f'),
             _plain(row['infer_s_per_img'], '.4f'),
-        ]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+        ])
+    return _markdown(head, body)
 
 
 def markdown_per_seed(rows: List[dict]) -> str:
@@ -170,10 +177,7 @@ def markdown_per_seed(rows: List[dict]) -> str:
     seeds = sorted({s for r in rows for s in r['seeds']})
     label = ' / '.join(str(s) for s in seeds)
     head = ['variant'] + [f'{c} AP seed {label}' for c in AP_KEYS]
-    lines = [
-        '| ' + ' | '.join(head) + ' |',
-        '|' + '|'.join(['---'] + ['---:'] * len(AP_KEYS)) + '|'
-    ]
+    body = []
     for row in rows:
         cells = [row['variant']]
         for column in AP_KEYS:
@@ -181,8 +185,8 @@ def markdown_per_seed(rows: List[dict]) -> str:
             cells.append(' / '.join(
                 _plain(None if by_seed.get(s) is None else 100 *
                        by_seed[s], '.1f') for s in seeds))
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
+        body.append(cells)
+    return _markdown(head, body)
 
 
 def write_json(path: str, content: dict) -> None:
