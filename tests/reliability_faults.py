@@ -75,7 +75,8 @@ class SampleRecorderHook(Hook):
     """Append ``{"iter": i, "img_ids": [...]}`` per iteration to a file.
 
     Args:
-        path (str): JSON-lines file.
+        path (str): JSON-lines file; ``{rank}`` in it is replaced by the
+            process's rank.
     """
 
     def __init__(self, path: str) -> None:
@@ -83,5 +84,5 @@ class SampleRecorderHook(Hook):
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
         ids = [s.img_id for s in data_batch['data_samples']]
-        with open(self.path, 'a') as f:
+        with open(self.path.format(rank=runner.rank), 'a') as f:
             f.write(json.dumps(dict(iter=runner.iter + 1, img_ids=ids)) + '\n')

@@ -300,3 +300,28 @@ def test_best_checkpoint_is_replaced_after_the_new_one_is_saved(
     assert sorted(p for p in os.listdir(tmp_path) if p.endswith('.pth')) == [
         'best_score_iter_4.pth', 'iter_4.pth'
     ]
+
+
+def test_iter_loop_continues_the_loader_iterator_mmengine_made(
+        tmp_path, monkeypatch):
+    """mmengine's IterBasedTrainLoop.__init__ makes ``iter(dataloader)`` and
+    keeps it as ``dataloader_iterator._iterator``; the resumable loop takes
+    that one over instead of starting the workers again (a second iterator
+    over an InfiniteSampler closes the stream the first one shares)."""
+    from torch.utils.data import DataLoader
+    made = []
+    make = DataLoader.__iter__
+
+    def counting_iter(loader):
+        made.append(make(loader))
+        return made[-1]
+
+    monkeypatch.setattr(DataLoader, '__iter__', counting_iter)
+    plain = _runner(tmp_path / 'plain',
+                    dict(type='IterBasedTrainLoop', max_iters=2)).train_loop
+    assert plain.dataloader_iterator._iterator is made[-1]
+    loop = _runner(tmp_path / 'resumable',
+                   dict(type=ResumableIterBasedTrainLoop,
+                        max_iters=2)).train_loop
+    assert len(made) == 2  # one per loop
+    assert loop.dataloader_iterator._iterator is made[-1]

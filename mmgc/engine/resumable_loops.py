@@ -29,7 +29,7 @@ this relies on.
 import logging
 import time
 from functools import partial
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 from mmengine.logging import print_log
 from mmengine.registry import LOOPS
@@ -51,6 +51,17 @@ def _set_sampler_epoch(dataloader: DataLoader, epoch: int) -> None:
         dataloader.batch_sampler.sampler.set_epoch(epoch)
 
 
+def _sampler_names(dataloader: DataLoader) -> str:
+    """``'Outer(Inner(Sampler))'``: the loader's batch sampler and sampler
+    types, for messages."""
+    names, obj = [], dataloader.batch_sampler
+    while obj is not None and len(names) < 4:
+        names.append(type(obj).__name__)
+        obj = getattr(obj, 'batch_sampler', None) or getattr(
+            obj, 'sampler', None)
+    return '('.join(names) + ')' * (len(names) - 1)
+
+
 def _skippable(dataloader: DataLoader) -> Optional[SkippableBatchSampler]:
     sampler = dataloader.batch_sampler
     return sampler if isinstance(sampler, SkippableBatchSampler) else None
@@ -67,13 +78,17 @@ class ResumableDataIterator:
 
     Args:
         dataloader (DataLoader): The training data loader.
+        iterator (Iterator, optional): An iterator of ``dataloader`` that
+            has not handed out a batch yet, to continue; None makes one.
     """
 
-    def __init__(self, dataloader: DataLoader) -> None:
+    def __init__(self,
+                 dataloader: DataLoader,
+                 iterator: Optional[Iterator] = None) -> None:
         self.dataloader = dataloader
         self.epoch = 0
         self.batches = 0
-        self._iterator = iter(dataloader)
+        self._iterator = iter(dataloader) if iterator is None else iterator
         self._skip_draws = 0  # draws of mmengine's resume skip still due
         self._skip_by_index = False  # answer them with None, load nothing
         self._rng_state: Optional[dict] = None  # restored at the next fetch
@@ -107,7 +122,13 @@ class ResumableDataIterator:
         if position is not None:
             self.epoch, self.batches = position['epoch'], position['batches']
             _set_sampler_epoch(self.dataloader, self.epoch)
-            _skippable(self.dataloader).skip_next(self.batches)
+            # the RNG states are restored once the skipped batches are
+            # drawn (a sampler may draw random numbers for each, as
+            # GroupMultiSourceSampler does), before the first one trained
+            then = None if rng_state is None else partial(
+                restore_rng_state, rng_state)
+            self._rng_state = None
+            _skippable(self.dataloader).skip_next(self.batches, then=then)
             self._iterator = None  # made, positioned, at the next fetch
 
     def check_resumed(self) -> None:
@@ -163,7 +184,16 @@ class ResumableDataIterator:
             if self.dataloader.num_workers > 0:
                 time.sleep(2)  # as mmengine: let the old workers shut down
             self._iterator = iter(self.dataloader)
-            batch = next(self._iterator)
+            try:
+                batch = next(self._iterator)
+            except StopIteration:
+                raise RuntimeError(
+                    'the training data loader yields no batch, not even '
+                    'right after a restart (batch sampler '
+                    f'{_sampler_names(self.dataloader)}, '
+                    f'{len(self.dataloader)} batch(es) by its length): an '
+                    'empty data set, or a sampler whose iteration cannot '
+                    'start again') from None
         self.batches += 1
         return batch
 
@@ -214,12 +244,18 @@ class ResumableIterBasedTrainLoop(_ResumableMixin, IterBasedTrainLoop):
 
     def __init__(self, runner, dataloader, **kwargs) -> None:
         super().__init__(runner, dataloader, **kwargs)
-        # mmengine's __init__ made its own iterator, drawing the loader's
-        # base seed from the global RNG; making this one must not draw
-        # again, or the run's random stream would differ from a plain
-        # IterBasedTrainLoop's.
-        with preserved_rng_state():
-            self.dataloader_iterator = ResumableDataIterator(self.dataloader)
+        # Continue the loader iterator mmengine's __init__ made: a second
+        # one would start the workers again, draw another base seed from
+        # the global RNG and, with samplers that make their index stream
+        # once (InfiniteSampler), take indices from the stream the first
+        # one's workers prefetch from and close it when the first is
+        # dropped (StopIteration or a hang at the first batch).
+        iterator = getattr(self.dataloader_iterator, '_iterator', None)
+        if iterator is None:  # a changed mmengine: make our own, drawing
+            with preserved_rng_state():  # nothing from the global RNG
+                iterator = iter(self.dataloader)
+        self.dataloader_iterator = ResumableDataIterator(
+            self.dataloader, iterator)
 
     def data_position(self) -> Dict[str, int]:
         """Loader epoch and batches drawn in it so far.
