@@ -46,7 +46,7 @@ def run() -> None:
 
 
 def main() -> None:
-    with released_process_group():
+    with released_process_group(exit_process_after=True):
         run()
 
 

@@ -15,7 +15,7 @@ def main() -> None:
     args = parse_tool_args(build_train_parser())
     cfg = build_train_config(args)
     runner = build_runner(cfg, args.progress)
-    with released_process_group():
+    with released_process_group(exit_process_after=True):
         runner.train()
 
 
