@@ -1,8 +1,11 @@
 """Shared fixtures: mmdet's default scope, configs and tiny data sets."""
+import copy
 import os
 import os.path as osp
+from typing import Optional, Sequence
 
 import pytest
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmgc  # noqa: F401  (registers the blocks)
@@ -48,3 +51,67 @@ def tool_env() -> dict:
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('OMP_NUM_THREADS', '1')
     return env
+
+
+def toy_train_config(tmp_path,
+                     data_root: str,
+                     train_cfg: dict,
+                     dataset: Optional[dict] = None,
+                     hooks: Sequence[dict] = (),
+                     name: str = 'toy',
+                     **dataloader) -> str:
+    """The demo config with ``ToyDetector`` (tests/toy_detector.py) on
+    ``data_root``, written to ``tmp_path/<name>.py`` (tools take a path).
+
+    No validation; a checkpoint every iteration; each rank records its
+    image ids in ``tmp_path/ids_<rank>.jsonl`` (``SampleRecorderHook``).
+
+    Args:
+        tmp_path (Path): Where the config and the id records go.
+        data_root (str): A synthetic COCO set (``tiny_coco``).
+        train_cfg (dict): The train loop.
+        dataset (dict, optional): A dataset wrapper whose ``'train'``
+            entries stand for the demo's training set, e.g.
+            ``dict(type='ConcatDataset', datasets=['train', 'train'])``.
+        hooks (Sequence[dict]): More custom hooks.
+        name (str): Config file name.
+        **dataloader: ``train_dataloader`` settings (``batch_size`` 2 and
+            ``num_workers`` 0 unless given).
+
+    Returns:
+        str: Path of the config file.
+    """
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.merge_from_dict(
+        dict(o.split('=', 1) for o in data_cfg_options(data_root)))
+    train_set = cfg.train_dataloader.dataset
+    if dataset is not None:
+        dataset = copy.deepcopy(dataset)
+        dataset['datasets'] = [
+            train_set if d == 'train' else d for d in dataset['datasets']
+        ]
+    cfg.custom_imports = dict(
+        imports=['mmgc', 'toy_detector', 'reliability_faults'],
+        allow_failed_imports=False)
+    cfg.model = dict(
+        type='ToyDetector', data_preprocessor=cfg.model.data_preprocessor)
+    cfg.train_dataloader = dict(
+        dict(batch_size=2, num_workers=0, persistent_workers=False),
+        dataset=dataset or train_set,
+        **dataloader)
+    cfg.train_cfg = train_cfg
+    for key in ('val', 'test'):
+        cfg[f'{key}_dataloader'] = cfg[f'{key}_cfg'] = None
+        cfg[f'{key}_evaluator'] = None
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False, interval=1, max_keep_ckpts=-1)
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.visualization = dict(type='DetVisualizationHook')
+    cfg.custom_hooks = [
+        dict(
+            type='SampleRecorderHook',
+            path=str(tmp_path / 'ids_{rank}.jsonl')), *hooks
+    ]
+    path = tmp_path / f'{name}.py'
+    cfg.dump(str(path))
+    return str(path)

@@ -5,15 +5,21 @@ processes through ``custom_imports`` (tests/ on PYTHONPATH).
   iterations (1-based, as logged).
 - ``SampleRecorderHook``: appends each iteration's image ids to a JSON-lines
   file.
+- ``SlowIterationHook``: sleeps after each iteration (time to send a
+  signal mid-run) and writes the process id to ``pid_<rank>``.
 - ``MMGC_TEST_KILL_ON_REPLACE=<file name>[:<n>]``: the process SIGKILLs
   itself at the n-th (default 1st) ``os.replace`` that would commit that
   file (its temporary file fully written), i.e. a kill in the middle of a
   save.
+- ``MMGC_TEST_DISK_FULL_ON=<file name>``: writing that file's temporary
+  file raises ``OSError(ENOSPC)``, as a full disk does.
 """
+import errno
 import json
 import os
 import os.path as osp
 import signal
+import time
 from typing import Sequence
 
 from mmengine.hooks import Hook
@@ -34,6 +40,35 @@ if _KILL_ON:
         return _replace(src, dst, *args, **kwargs)
 
     os.replace = _replace_or_die
+
+_FULL_ON = os.environ.get('MMGC_TEST_DISK_FULL_ON')
+if _FULL_ON:
+    _fdopen = os.fdopen
+
+    class _FullDisk:
+        """A file object whose writes fail as on a full disk."""
+
+        def __init__(self, f):
+            self._f = f
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def _fdopen_full(fd, *args, **kwargs):
+        f = _fdopen(fd, *args, **kwargs)
+        name = osp.basename(os.readlink(f'/proc/self/fd/{fd}'))
+        return _FullDisk(f) if name.startswith(f'.{_FULL_ON}.') else f
+
+    os.fdopen = _fdopen_full
 
 
 @HOOKS.register_module()
@@ -86,3 +121,29 @@ class SampleRecorderHook(Hook):
         ids = [s.img_id for s in data_batch['data_samples']]
         with open(self.path.format(rank=runner.rank), 'a') as f:
             f.write(json.dumps(dict(iter=runner.iter + 1, img_ids=ids)) + '\n')
+
+
+@HOOKS.register_module()
+class SlowIterationHook(Hook):
+    """Sleep ``seconds`` after each iteration; write ``os.getpid()`` to
+    ``<pid_dir>/pid_<rank>`` before training.
+
+    Args:
+        pid_dir (str): Directory of the pid files.
+        seconds (float): Sleep per iteration.
+    """
+
+    def __init__(self, pid_dir: str, seconds: float = 0.5) -> None:
+        self.pid_dir = pid_dir
+        self.seconds = seconds
+
+    def before_train(self, runner) -> None:
+        with open(osp.join(self.pid_dir, f'pid_{runner.rank}'), 'w') as f:
+            f.write(str(os.getpid()))
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None) -> None:
+        time.sleep(self.seconds)

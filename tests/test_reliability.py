@@ -115,6 +115,40 @@ def test_skippable_batch_sampler_reproduces_aspect_ratio_batches():
         wrapped.skip_next(-1)
 
 
+def test_skip_next_restarts_a_sampler_that_makes_its_stream_once():
+    """mmengine's InfiniteSampler makes one index stream in __init__; an
+    abandoned iteration closes it for good. Given its config, skip_next
+    builds a fresh sampler whose stream starts where a new run's does."""
+    import itertools
+
+    from mmengine.dataset import InfiniteSampler
+
+    def sampler():
+        return InfiniteSampler(_Shapes(10), shuffle=True, seed=3)
+
+    wrapped = SkippableBatchSampler(
+        sampler(), 4, sampler_cfg=dict(type='InfiniteSampler', shuffle=True))
+    first = list(itertools.islice(wrapped, 5))  # abandoned: stream closed
+    assert list(wrapped) == []  # what made runs stop at their first batch
+    wrapped.skip_next(2)
+    assert list(itertools.islice(wrapped, 3)) == first[2:5]
+
+    reused = SkippableBatchSampler(sampler(), 4)  # no config: reused
+    assert list(itertools.islice(reused, 5)) == first
+    reused.skip_next(0)
+    assert list(reused) == []
+
+
+def test_a_loader_that_yields_nothing_after_a_restart_is_named():
+    from mmgc.engine.resumable_loops import ResumableDataIterator
+    loader = torch.utils.data.DataLoader([], batch_size=2)
+    with pytest.raises(
+            RuntimeError,
+            match=r'yields no batch, not even right after a restart '
+            r'\(batch sampler BatchSampler\(SequentialSampler\), 0 '):
+        next(ResumableDataIterator(loader))
+
+
 def test_nonfinite_terms_names_only_bad_entries():
     outputs = dict(
         loss=torch.tensor(float('nan')),
@@ -216,13 +250,18 @@ def test_enable_reliability_switches_stock_types_only():
     assert cfg.train_cfg.type == 'ResumableIterBasedTrainLoop'
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.optim_wrapper.type == 'SkipNonFiniteOptimWrapper'
-    assert [h['type'] for h in cfg.custom_hooks
-            ] == ['NonFiniteLossHook', 'RankConsistencyHook']
+    assert [h['type'] for h in cfg.custom_hooks] == [
+        'NonFiniteLossHook', 'RankConsistencyHook', 'PreemptionHook'
+    ]
     assert cfg.custom_hooks[0]['action'] == 'raise'
     before = _demo_cfg(enable=False)
     assert enable_reliability(before).pretty_text == \
         _demo_cfg(enable=False).pretty_text  # opt-out: nothing changes
-    cfg = _demo_cfg(nonfinite_loss='off', resume=False, check_ranks=False)
+    cfg = _demo_cfg(
+        nonfinite_loss='off',
+        resume=False,
+        check_ranks=False,
+        preemption=False)
     enable_reliability(cfg)
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.optim_wrapper.type == 'OptimWrapper'

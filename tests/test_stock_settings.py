@@ -30,8 +30,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import DEMO_CONFIG, data_cfg_options
-from mmengine.config import Config
+from conftest import toy_train_config
 
 from mmgc.utils import build_runner, build_train_config, build_train_parser
 
@@ -83,42 +82,20 @@ CELLS = list(_cells())
 
 
 def _config(tmp_path, data_root, sampler, batch_sampler, workers, loop) -> str:
-    """The demo config with ToyDetector and the cell's data settings,
-    written to a file (tools/train.py takes a path)."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.merge_from_dict(
-        dict(o.split('=', 1) for o in data_cfg_options(data_root)))
-    num_workers, persistent = WORKERS[workers]
-    dataset = cfg.train_dataloader.dataset
+    """The cell's toy config, written to ``tmp_path``."""
+    dataset = None
     if sampler in MULTI_SOURCE:
-        dataset = dict(type='ConcatDataset', datasets=[dataset, dataset])
-    cfg.custom_imports = dict(
-        imports=['mmgc', 'toy_detector', 'reliability_faults'],
-        allow_failed_imports=False)
-    cfg.model = dict(
-        type='ToyDetector', data_preprocessor=cfg.model.data_preprocessor)
-    cfg.train_dataloader = dict(
-        batch_size=2,
+        dataset = dict(type='ConcatDataset', datasets=['train', 'train'])
+    num_workers, persistent = WORKERS[workers]
+    return toy_train_config(
+        tmp_path,
+        data_root,
+        train_cfg=LOOPS[loop][0],
+        dataset=dataset,
         num_workers=num_workers,
         persistent_workers=persistent,
         sampler=SAMPLERS[sampler],
-        batch_sampler=BATCH_SAMPLERS[batch_sampler],
-        dataset=dataset)
-    cfg.train_cfg = LOOPS[loop][0]
-    for key in ('val', 'test'):
-        cfg[f'{key}_dataloader'] = cfg[f'{key}_cfg'] = None
-        cfg[f'{key}_evaluator'] = None
-    cfg.default_hooks.checkpoint = dict(
-        type='CheckpointHook', by_epoch=False, interval=1, max_keep_ckpts=-1)
-    cfg.default_hooks.logger.interval = 1
-    cfg.default_hooks.visualization = dict(type='DetVisualizationHook')
-    cfg.custom_hooks = [
-        dict(
-            type='SampleRecorderHook', path=str(tmp_path / 'ids_{rank}.jsonl'))
-    ]
-    path = tmp_path / 'cell.py'
-    cfg.dump(str(path))
-    return str(path)
+        batch_sampler=BATCH_SAMPLERS[batch_sampler])
 
 
 def _train(config: str, work_dir: str, *options: str, resume=None) -> None:

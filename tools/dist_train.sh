@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Distributed training on one or more nodes with torchrun.
 #   tools/dist_train.sh CONFIG GPUS [train.py args...]
-# Honours NNODES, NODE_RANK, MASTER_ADDR, PORT. Without GPUs, GPUS CPU
-# processes train with the gloo backend.
+# Honours NNODES, NODE_RANK, MASTER_ADDR, PORT, and MAX_RESTARTS (default 0):
+# how often torchrun restarts the whole group after a rank dies; a
+# restarted group resumes from the newest valid checkpoint in the work dir
+# by itself. Without GPUs, GPUS CPU processes train with the gloo backend.
 set -e
 CONFIG=$1
 GPUS=$2
@@ -12,6 +14,7 @@ fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
+MAX_RESTARTS=${MAX_RESTARTS:-0}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 ROOT="$(dirname "$0")/.."
 # PYTHON: see tools/find_python.sh (the project's .venv when no other
@@ -25,6 +28,7 @@ PYTHONPATH="$ROOT":$PYTHONPATH \
     --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
+    --max-restarts=$MAX_RESTARTS \
     "$(dirname "$0")/train.py" \
     $CONFIG \
     --launcher pytorch ${@:3}

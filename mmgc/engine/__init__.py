@@ -1,19 +1,24 @@
 """Training-engine glue between mmgc and mmengine: checkpoint loading under
 torch's ``weights_only`` default, and reliable training (exact resume,
-atomic checkpoints, non-finite loss guard, rank consistency check), and
+atomic checkpoints, non-finite loss guard, rank consistency check,
+preemption by signal, choice of the checkpoint to resume from), and
 a console of progress bars (``ProgressRunner``)."""
 from . import checkpoint_compat  # noqa: F401
-from .atomic_checkpoint_hook import AtomicCheckpointHook, first_nonfinite_key
+from .atomic_checkpoint_hook import (AtomicCheckpointHook,
+                                     committed_checkpoint, first_nonfinite_key)
 from .atomic_io import AtomicLocalBackend, atomic_write
 from .class_count_hook import (ClassCountCheckHook, add_class_count_check,
                                check_class_count, class_heads)
 from .nonfinite_loss_hook import NonFiniteLossHook, nonfinite_terms
+from .preemption_hook import PREEMPTED_EXIT_CODE, Preempted, PreemptionHook
 from .progress_runner import ProgressBarHook, ProgressRunner
 from .rank_consistency_hook import (RankConsistencyHook, combined_digest,
                                     first_difference, state_digests)
 from .reliability import enable_reliability, reliability_options
 from .resumable_loops import (ResumableEpochBasedTrainLoop,
                               ResumableIterBasedTrainLoop)
+from .resume_checkpoint import (BadCheckpointError, check_checkpoint,
+                                find_resume_checkpoint)
 from .rng_state import (capture_rng_state, preserved_rng_state,
                         restore_rng_state)
 from .skip_nonfinite_optim_wrapper import SkipNonFiniteOptimWrapper
@@ -22,10 +27,12 @@ from .skippable_batch_sampler import (SkippableBatchSampler,
 from .train_state_hook import TRAIN_STATE_KEY, TrainStateHook
 
 __all__ = [
-    'checkpoint_compat', 'AtomicCheckpointHook', 'first_nonfinite_key',
-    'AtomicLocalBackend', 'atomic_write', 'ClassCountCheckHook',
-    'add_class_count_check', 'check_class_count', 'class_heads',
-    'NonFiniteLossHook', 'nonfinite_terms', 'ProgressBarHook',
+    'checkpoint_compat', 'AtomicCheckpointHook', 'committed_checkpoint',
+    'first_nonfinite_key', 'PREEMPTED_EXIT_CODE', 'Preempted',
+    'PreemptionHook', 'BadCheckpointError', 'check_checkpoint',
+    'find_resume_checkpoint', 'AtomicLocalBackend', 'atomic_write',
+    'ClassCountCheckHook', 'add_class_count_check', 'check_class_count',
+    'class_heads', 'NonFiniteLossHook', 'nonfinite_terms', 'ProgressBarHook',
     'ProgressRunner', 'RankConsistencyHook', 'combined_digest',
     'first_difference', 'state_digests', 'enable_reliability',
     'reliability_options', 'ResumableEpochBasedTrainLoop',

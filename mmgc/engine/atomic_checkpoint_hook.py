@@ -33,6 +33,22 @@ from .atomic_io import atomic_write
 POINTER = 'last_checkpoint'
 
 
+def committed_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``work_dir``'s ``last_checkpoint`` names, if any.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        str or None: The path written in the pointer file.
+    """
+    path = osp.join(work_dir, POINTER)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
+
+
 def first_nonfinite_key(module: torch.nn.Module) -> Optional[str]:
     """Name of the first floating-point state entry holding NaN or inf.
 
@@ -175,7 +191,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 f'refusing to save a checkpoint at iteration '
                 f"{meta.get('iter', runner.iter + 1)}: {bad_key!r} holds NaN "
                 f'or inf values; the last checkpoint '
-                f'({self._committed_pointer(runner)}) is left as it is')
+                f'({committed_checkpoint(runner.work_dir)}) is left as it is')
 
     @contextmanager
     def _transaction(self, runner) -> Iterator[_RunnerWithWorkDir]:
@@ -196,14 +212,15 @@ class AtomicCheckpointHook(CheckpointHook):
                     with open(pointer) as f:
                         atomic_write(
                             osp.join(runner.work_dir, POINTER), f.read())
+        except OSError as e:
+            if e.errno is None:
+                raise
+            raise OSError(
+                e.errno, f'checkpoint not saved at iteration '
+                f'{runner.iter + 1}: {e.strerror}; training stops. The last '
+                f'checkpoint ({committed_checkpoint(runner.work_dir)}) is '
+                'intact and nothing was deleted: make room, then continue '
+                'with --resume auto') from e
         finally:
             self.file_backend = backend
         deferred.commit()
-
-    @staticmethod
-    def _committed_pointer(runner) -> Optional[str]:
-        path = osp.join(runner.work_dir, POINTER)
-        if not osp.isfile(path):
-            return None
-        with open(path) as f:
-            return f.read().strip() or None

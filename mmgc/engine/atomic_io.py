@@ -5,15 +5,22 @@ write leaves a partial file under the final name. :func:`atomic_write`
 writes a temporary file in the same directory, flushes and ``fsync``\\ s it,
 then ``os.replace``\\ s it over the target, which POSIX makes atomic: a
 reader sees the old file or the new one, never a mix. The directory is
-synced too, so the rename survives a power cut.
+synced too, so the rename survives a power cut. A full disk (``ENOSPC``,
+``EDQUOT``) raises an ``OSError`` naming the file and the free space, and
+leaves the old file as it was.
 """
+import errno
 import os
 import os.path as osp
+import shutil
 import uuid
 from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import LocalBackend, register_backend
+
+#: errnos of a full disk or an exceeded quota
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -48,18 +55,35 @@ def atomic_write(filepath: Union[str, Path],
     # atomic); O_EXCL with a unique suffix; mode 0o666 honours the umask.
     tmp_path = osp.join(
         directory, f'.{osp.basename(filepath)}.{uuid.uuid4().hex[:8]}.tmp')
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, filepath)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_path, filepath)
+        except BaseException:
+            if osp.exists(tmp_path):
+                os.remove(tmp_path)
+            raise
+    except OSError as e:
+        if e.errno not in _FULL:
+            raise
+        raise OSError(
+            e.errno, f'{os.strerror(e.errno)} while writing {filepath} '
+            f'({len(data)} bytes; {_free_space(directory)}); '
+            f'{osp.basename(filepath)} was not changed') from e
     _fsync_directory(directory)
+
+
+def _free_space(directory: str) -> str:
+    """``'N MB free on DIR'`` for messages."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return 'free space unknown'
+    return f'{free / 2**20:.1f} MB free on {directory}'
 
 
 @register_backend('atomic_local')

@@ -8,7 +8,8 @@ driven by an optional top-level ``reliability`` dict (all keys optional)::
         resume=True,             # Resumable{Iter,Epoch}BasedTrainLoop
         atomic_checkpoints=True, # AtomicCheckpointHook
         nonfinite_loss='raise',  # 'raise' | 'skip' | 'off'
-        check_ranks=True)        # RankConsistencyHook
+        check_ranks=True,        # RankConsistencyHook
+        preemption=True)         # PreemptionHook (SIGTERM, SIGUSR1)
 
 e.g. ``--cfg-options reliability.nonfinite_loss=skip`` or
 ``reliability.enable=False``. Users of MMDetection's own ``train.py`` can
@@ -23,7 +24,8 @@ DEFAULTS: Dict[str, Any] = dict(
     resume=True,
     atomic_checkpoints=True,
     nonfinite_loss='raise',
-    check_ranks=True)
+    check_ranks=True,
+    preemption=True)
 NONFINITE_ACTIONS = ('raise', 'skip', 'off')
 _LOOPS = {
     'IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
@@ -66,7 +68,8 @@ def _has_hook(hooks: list, hook_type: str) -> bool:
 
 def enable_reliability(cfg: Config) -> Config:
     """Switch a training config to mmgc's resumable loop, atomic checkpoint
-    hook, non-finite loss guard and rank consistency check.
+    hook, non-finite loss guard, rank consistency check and preemption
+    hook.
 
     Only mmengine's stock types are replaced (``IterBasedTrainLoop``,
     ``EpochBasedTrainLoop``, ``CheckpointHook``, ``OptimWrapper``); custom
@@ -111,5 +114,7 @@ def enable_reliability(cfg: Config) -> Config:
     if options['check_ranks'] and not _has_hook(custom_hooks,
                                                 'RankConsistencyHook'):
         custom_hooks.append(ConfigDict(type='RankConsistencyHook'))
+    if options['preemption'] and not _has_hook(custom_hooks, 'PreemptionHook'):
+        custom_hooks.append(ConfigDict(type='PreemptionHook'))
     cfg.custom_hooks = custom_hooks
     return cfg

@@ -1,5 +1,5 @@
 """Run-time helpers used by mmgc's tools."""
-from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+from .cpu_dist import adapt_dist_cfg_to_device, init_launcher_process_group
 from .data_location import (add_data_args, apply_data_args, parse_classes,
                             set_data_location)
 from .known_warnings import KnownLogMessageFilter, filter_third_party_warnings
@@ -15,7 +15,7 @@ from .tool_config import (add_cfg_options_arg, add_config_and_launch_args,
                           parse_tool_args, prepare_launch)
 
 __all__ = [
-    'adapt_dist_cfg_to_device', 'init_cpu_process_group', 'add_data_args',
+    'adapt_dist_cfg_to_device', 'init_launcher_process_group', 'add_data_args',
     'apply_data_args', 'parse_classes', 'set_data_location',
     'KnownLogMessageFilter', 'filter_third_party_warnings', 'get_config_path',
     'package_root', 'shipped_path', 'destroy_default_group', 'exit_process',

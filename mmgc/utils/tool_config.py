@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from .cpu_dist import adapt_dist_cfg_to_device, init_cpu_process_group
+from .cpu_dist import adapt_dist_cfg_to_device, init_launcher_process_group
 from .data_location import add_data_args, apply_data_args
 from .known_warnings import filter_third_party_warnings
 
@@ -173,7 +173,8 @@ def build_runner(cfg: Config, progress: bool = False):
 
 def prepare_launch(cfg: Config) -> Config:
     """Make a distributed config runnable on this machine (gloo and CPU DDP
-    without CUDA) and start the CPU process group if needed.
+    without CUDA) and start the process group where mmengine cannot (no
+    CUDA, a group torchrun restarted).
 
     Args:
         cfg (Config): Modified in place.
@@ -182,7 +183,7 @@ def prepare_launch(cfg: Config) -> Config:
         Config: ``cfg``.
     """
     adapt_dist_cfg_to_device(cfg)
-    init_cpu_process_group(cfg)
+    init_launcher_process_group(cfg)
     return cfg
 
 
@@ -207,8 +208,10 @@ def build_train_parser() -> argparse.ArgumentParser:
         nargs='?',
         type=str,
         const='auto',
-        help='resume from the given checkpoint, or, with no value, from the '
-        'latest checkpoint in the work dir')
+        help='resume from the given checkpoint; with no value or "auto", '
+        'from the newest valid checkpoint in the work dir, or from the '
+        'beginning if there is none (a group restarted by torchrun '
+        'resumes so by itself)')
     add_data_args(parser)
     add_config_and_launch_args(parser)
     return parser
@@ -233,7 +236,9 @@ def build_train_config(args: argparse.Namespace) -> Config:
             config.
         FileNotFoundError: ``--resume`` names a missing checkpoint.
     """
-    from ..engine import add_class_count_check, enable_reliability
+    from ..engine import (BadCheckpointError, add_class_count_check,
+                          check_checkpoint, enable_reliability,
+                          find_resume_checkpoint)
     cfg = load_tool_config(args.config, args.launcher, args.cfg_options,
                            args.work_dir)
     apply_data_args(cfg, args)
@@ -258,15 +263,27 @@ def build_train_config(args: argparse.Namespace) -> Config:
             raise RuntimeError('--auto-scale-lr needs auto_scale_lr = dict('
                                'base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        if not osp.isfile(args.resume):
+    resume = args.resume
+    if resume is None and int(os.environ.get('TORCHELASTIC_RESTART_COUNT',
+                                             0)) > 0:
+        resume = 'auto'  # torchrun restarted the group: continue the run
+    if resume == 'auto':
+        found = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume = found is not None
+        if found is not None:  # else a fresh start (the config's load_from)
+            cfg.load_from = found
+    elif resume is not None:
+        if not osp.isfile(resume):
             raise FileNotFoundError(
-                f'--resume checkpoint not found: {args.resume!r}')
+                f'--resume checkpoint not found: {resume!r}')
+        try:
+            check_checkpoint(resume)
+        except BadCheckpointError as e:
+            raise BadCheckpointError(
+                f'--resume: {e}; pass another checkpoint, or --resume auto '
+                'to take the newest valid one in the work dir') from None
         cfg.resume = True
-        cfg.load_from = args.resume
+        cfg.load_from = resume
     # exact resume, atomic checkpoints, NaN guard, rank check (opt out:
     # --cfg-options reliability.enable=False)
     enable_reliability(cfg)
