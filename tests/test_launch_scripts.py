@@ -144,3 +144,49 @@ def test_dist_train_runs_from_a_fresh_shell_without_the_venv_on_path():
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert 'usage: train.py' in result.stdout
     assert '--resume' in result.stdout
+
+
+def test_slurm_train_signals_resumes_and_requeues_a_preempted_job(
+        fake_repo, tmp_path):
+    """srun gets --signal=USR1@90 and train.py --resume auto; a run that
+    exits 75 (preempted) inside a job is requeued, and the status kept."""
+    calls = run_script(fake_repo, 'slurm_train.sh')
+    assert ' --signal=USR1@90 ' in calls[0]
+    assert calls[0].endswith('--launcher=slurm --resume auto')
+    calls = run_script(fake_repo, 'slurm_train.sh', SIGNAL_MARGIN='0')
+    assert '--signal' not in calls[0]
+
+    srun = tmp_path / 'bin' / 'srun'  # the job step ends preempted
+    srun.write_text('#!/bin/sh\necho "srun $*" >> "$CALLS"\nexit 75\n')
+    write_exe(tmp_path / 'bin' / 'scontrol', 'scontrol')
+    calls_file = tmp_path / 'calls.txt'
+    for job_id, requeue, expected in [('123', '1', ['scontrol requeue 123']),
+                                      ('123', '0', []), ('', '1', [])]:
+        calls_file.unlink(missing_ok=True)
+        result = subprocess.run(
+            [
+                'bash',
+                str(fake_repo / 'tools' / 'slurm_train.sh'),
+                *SCRIPTS['slurm_train.sh'], '--resume', 'w/iter_4.pth'
+            ],
+            env={
+                'PATH': f'{tmp_path / "bin"}:/usr/bin:/bin',
+                'CALLS': str(calls_file),
+                'SLURM_JOB_ID': job_id,
+                'REQUEUE': requeue
+            },
+            capture_output=True,
+            text=True,
+            timeout=60)
+        assert result.returncode == 75
+        lines = calls_file.read_text().splitlines()
+        assert lines[0].endswith('--resume w/iter_4.pth')  # the user's
+        assert '--resume auto' not in lines[0]
+        assert lines[1:] == expected
+
+
+def test_dist_train_passes_the_restart_count_to_torchrun(fake_repo):
+    assert '--max-restarts=0' in run_script(fake_repo,
+                                            'dist_train.sh')[0].split()
+    calls = run_script(fake_repo, 'dist_train.sh', MAX_RESTARTS='2')
+    assert '--max-restarts=2' in calls[0].split()
