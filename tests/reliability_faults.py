@@ -7,6 +7,7 @@ processes through ``custom_imports`` (tests/ on PYTHONPATH).
   file.
 - ``SlowIterationHook``: sleeps after each iteration (time to send a
   signal mid-run) and writes the process id to ``pid_<rank>``.
+- ``StallHook``: one rank sleeps for a long time after one iteration.
 - ``MMGC_TEST_KILL_ON_REPLACE=<file name>[:<n>]``: the process SIGKILLs
   itself at the n-th (default 1st) ``os.replace`` that would commit that
   file (its temporary file fully written), i.e. a kill in the middle of a
@@ -147,3 +148,25 @@ class SlowIterationHook(Hook):
                          data_batch=None,
                          outputs=None) -> None:
         time.sleep(self.seconds)
+
+
+@HOOKS.register_module()
+class StallHook(Hook):
+    """On ``rank``, sleep ``seconds`` after ``iteration`` (1-based).
+
+    Args:
+        rank (int): The rank that stalls.
+        iteration (int): After which iteration.
+        seconds (float): How long.
+    """
+
+    def __init__(self, rank: int, iteration: int, seconds: float) -> None:
+        self.rank, self.iteration, self.seconds = rank, iteration, seconds
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None) -> None:
+        if runner.rank == self.rank and runner.iter + 1 == self.iteration:
+            time.sleep(self.seconds)

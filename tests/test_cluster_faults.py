@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -383,3 +384,32 @@ def test_resume_auto_passes_over_a_truncated_checkpoint(
     assert 'resumed epoch: 0, iter: 5' in out
     _assert_same_weights(work / f'iter_{ITERS}.pth',
                          references[1] / f'iter_{ITERS}.pth')
+
+
+@pytest.mark.slow
+def test_a_stalled_rank_fails_the_job_naming_it(tiny_coco, tmp_path):
+    """Rank 1 sleeps 300 s after iteration 3; with dist_cfg.timeout=10 the
+    job fails within a minute and a half, and rank 1 names itself, its
+    phase and its stack (the sleeping hook)."""
+    config = _config(
+        tmp_path,
+        tiny_coco,
+        hooks=[dict(type='StallHook', rank=1, iteration=3, seconds=300)])
+    start = time.time()
+    out = _run(
+        _train_cmd(
+            config,
+            tmp_path / 'work',
+            '--cfg-options',
+            'env_cfg.dist_cfg.timeout=10',
+            processes=2),
+        env=_dist_env(),
+        expect=None,
+        timeout=240)
+    assert time.time() - start < 90, out[-3000:]
+    assert re.search(
+        r'rank 1 made no progress for \d+ s \(timeout 9 s, from '
+        r'env_cfg.dist_cfg.timeout\): it has been in after_train_iter of '
+        r'iteration 3 since; ending it with status 70', out), out[-3000:]
+    assert 'reliability_faults.py' in out and 'in after_train_iter' in out
+    assert 'exitcode  : 70' in out

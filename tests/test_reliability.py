@@ -261,7 +261,8 @@ def test_enable_reliability_switches_stock_types_only():
         nonfinite_loss='off',
         resume=False,
         check_ranks=False,
-        preemption=False)
+        preemption=False,
+        stall_watchdog=False)
     enable_reliability(cfg)
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.optim_wrapper.type == 'OptimWrapper'

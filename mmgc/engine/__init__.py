@@ -24,15 +24,17 @@ from .rng_state import (capture_rng_state, preserved_rng_state,
 from .skip_nonfinite_optim_wrapper import SkipNonFiniteOptimWrapper
 from .skippable_batch_sampler import (SkippableBatchSampler,
                                       wrap_batch_sampler_cfg)
+from .stall_watchdog_hook import STALLED_EXIT_CODE, StallWatchdogHook
 from .train_state_hook import TRAIN_STATE_KEY, TrainStateHook
 
 __all__ = [
     'checkpoint_compat', 'AtomicCheckpointHook', 'committed_checkpoint',
     'first_nonfinite_key', 'PREEMPTED_EXIT_CODE', 'Preempted',
-    'PreemptionHook', 'BadCheckpointError', 'check_checkpoint',
-    'find_resume_checkpoint', 'AtomicLocalBackend', 'atomic_write',
-    'ClassCountCheckHook', 'add_class_count_check', 'check_class_count',
-    'class_heads', 'NonFiniteLossHook', 'nonfinite_terms', 'ProgressBarHook',
+    'PreemptionHook', 'STALLED_EXIT_CODE', 'StallWatchdogHook',
+    'BadCheckpointError', 'check_checkpoint', 'find_resume_checkpoint',
+    'AtomicLocalBackend', 'atomic_write', 'ClassCountCheckHook',
+    'add_class_count_check', 'check_class_count', 'class_heads',
+    'NonFiniteLossHook', 'nonfinite_terms', 'ProgressBarHook',
     'ProgressRunner', 'RankConsistencyHook', 'combined_digest',
     'first_difference', 'state_digests', 'enable_reliability',
     'reliability_options', 'ResumableEpochBasedTrainLoop',

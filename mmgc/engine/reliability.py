@@ -9,7 +9,8 @@ driven by an optional top-level ``reliability`` dict (all keys optional)::
         atomic_checkpoints=True, # AtomicCheckpointHook
         nonfinite_loss='raise',  # 'raise' | 'skip' | 'off'
         check_ranks=True,        # RankConsistencyHook
-        preemption=True)         # PreemptionHook (SIGTERM, SIGUSR1)
+        preemption=True,         # PreemptionHook (SIGTERM, SIGUSR1)
+        stall_watchdog=True)     # StallWatchdogHook (distributed runs)
 
 e.g. ``--cfg-options reliability.nonfinite_loss=skip`` or
 ``reliability.enable=False``. Users of MMDetection's own ``train.py`` can
@@ -25,7 +26,8 @@ DEFAULTS: Dict[str, Any] = dict(
     atomic_checkpoints=True,
     nonfinite_loss='raise',
     check_ranks=True,
-    preemption=True)
+    preemption=True,
+    stall_watchdog=True)
 NONFINITE_ACTIONS = ('raise', 'skip', 'off')
 _LOOPS = {
     'IterBasedTrainLoop': 'ResumableIterBasedTrainLoop',
@@ -68,8 +70,8 @@ def _has_hook(hooks: list, hook_type: str) -> bool:
 
 def enable_reliability(cfg: Config) -> Config:
     """Switch a training config to mmgc's resumable loop, atomic checkpoint
-    hook, non-finite loss guard, rank consistency check and preemption
-    hook.
+    hook, non-finite loss guard, rank consistency check, preemption hook
+    and stall watchdog.
 
     Only mmengine's stock types are replaced (``IterBasedTrainLoop``,
     ``EpochBasedTrainLoop``, ``CheckpointHook``, ``OptimWrapper``); custom
@@ -116,5 +118,8 @@ def enable_reliability(cfg: Config) -> Config:
         custom_hooks.append(ConfigDict(type='RankConsistencyHook'))
     if options['preemption'] and not _has_hook(custom_hooks, 'PreemptionHook'):
         custom_hooks.append(ConfigDict(type='PreemptionHook'))
+    if options['stall_watchdog'] and not _has_hook(custom_hooks,
+                                                   'StallWatchdogHook'):
+        custom_hooks.append(ConfigDict(type='StallWatchdogHook'))
     cfg.custom_hooks = custom_hooks
     return cfg
