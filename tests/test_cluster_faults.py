@@ -67,7 +67,11 @@ def test_check_checkpoint_names_what_is_wrong(tmp_path):
         check_checkpoint(str(tmp_path / 'notes.pth'))
 
 
-def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path, capsys):
+def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path, monkeypatch):
+    from mmgc.engine import resume_checkpoint
+    logged = []
+    monkeypatch.setattr(resume_checkpoint, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
     assert find_resume_checkpoint(str(tmp_path / 'missing')) is None
     assert find_resume_checkpoint(str(tmp_path)) is None  # a fresh start
     old = _save(tmp_path / 'iter_2.pth', 2.)
@@ -80,12 +84,14 @@ def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path, capsys):
     atomic_write(tmp_path / 'last_checkpoint', new)
     _truncate(new)
     assert find_resume_checkpoint(str(tmp_path)) == old
-    out = capsys.readouterr().out
-    assert f"passed over 1 bad checkpoint(s) ('{new}' (" in out
-    assert f'resuming from {old}, the newest valid one' in out
+    assert len(logged) == 1
+    assert f"passed over 1 bad checkpoint(s) ('{new}' (" in logged[0]
+    assert f'resuming from {old}, the newest valid one' in logged[0]
     _truncate(old, keep=0.9)
     assert find_resume_checkpoint(str(tmp_path)) is None
-    assert 'no valid checkpoint in' in capsys.readouterr().out
+    assert logged[1].startswith(f'--resume auto: no valid checkpoint in '
+                                f'{tmp_path} (')
+    assert logged[1].endswith('training starts from the beginning')
 
 
 def test_a_full_disk_leaves_the_old_file_and_names_path_and_space(

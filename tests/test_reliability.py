@@ -251,7 +251,8 @@ def test_enable_reliability_switches_stock_types_only():
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.optim_wrapper.type == 'SkipNonFiniteOptimWrapper'
     assert [h['type'] for h in cfg.custom_hooks] == [
-        'NonFiniteLossHook', 'RankConsistencyHook', 'PreemptionHook'
+        'NonFiniteLossHook', 'RankConsistencyHook', 'PreemptionHook',
+        'StallWatchdogHook'
     ]
     assert cfg.custom_hooks[0]['action'] == 'raise'
     before = _demo_cfg(enable=False)

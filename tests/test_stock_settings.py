@@ -16,7 +16,7 @@ in this process, with a checkpoint every iteration, and checks:
 With workers, augmentation runs in the worker processes, which mmengine
 seeds from the run's seed each time a loader iterator starts them: a
 resumed run restarts their random streams, so only the data order, not
-the flips, is exact (docs/reliability.md).
+the flips, is exact (README, "Stock settings and cluster faults").
 
 Infinite samplers (InfiniteSampler, MultiSourceSampler,
 GroupMultiSourceSampler) never end an epoch, so they pair with the
