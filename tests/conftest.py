@@ -53,6 +53,16 @@ def tool_env() -> dict:
     return env
 
 
+def fault_tool_env(**extra: str) -> dict:
+    """:func:`tool_env` with tests/ importable (``reliability_faults``,
+    ``toy_detector`` through ``custom_imports``) and ``extra`` variables."""
+    env = tool_env()
+    env['PYTHONPATH'] = osp.join(ROOT,
+                                 'tests') + os.pathsep + env['PYTHONPATH']
+    env.update(extra)
+    return env
+
+
 def toy_train_config(tmp_path,
                      data_root: str,
                      train_cfg: dict,

@@ -20,7 +20,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, tool_env, toy_train_config
+from conftest import ROOT, fault_tool_env, toy_train_config
 
 from mmgc.engine import (PREEMPTED_EXIT_CODE, BadCheckpointError,
                          PreemptionHook, atomic_write, check_checkpoint,
@@ -157,14 +157,6 @@ def test_a_restarted_group_gets_store_keys_of_its_own(monkeypatch):
 # ------------------------------------------------------ real processes
 
 
-def _env(**extra) -> dict:
-    env = tool_env()
-    env['PYTHONPATH'] = osp.join(ROOT,
-                                 'tests') + os.pathsep + env['PYTHONPATH']
-    env.update(extra)
-    return env
-
-
 def _config(tmp_path, data_root, name='toy', hooks=()) -> str:
     return toy_train_config(
         tmp_path,
@@ -192,7 +184,7 @@ def _run(cmd, env=None, expect=0, timeout=300):
     result = subprocess.run(
         cmd,
         cwd=ROOT,
-        env=env or _env(),
+        env=env or fault_tool_env(),
         capture_output=True,
         text=True,
         timeout=timeout)
@@ -212,6 +204,17 @@ def _assert_same_weights(a, b) -> None:
     assert list(a) == list(b) and not differing, differing[:5]
 
 
+def _start(cmd, env) -> subprocess.Popen:
+    """Start a training in the background, its output in one pipe."""
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True)
+
+
 def _wait_for_iteration(ids_file, iteration, proc, deadline=240):
     """Poll the recorder's file until ``iteration`` has started."""
     end = time.time() + deadline
@@ -227,7 +230,7 @@ def _wait_for_iteration(ids_file, iteration, proc, deadline=240):
 
 
 def _dist_env(**extra):
-    return _env(
+    return fault_tool_env(
         PYTHON=sys.executable, PORT=str(29800 + os.getpid() % 150), **extra)
 
 
@@ -256,13 +259,7 @@ def test_a_signalled_run_checkpoints_exits_75_and_resumes_exactly(
     work = tmp_path / 'work'
     cmd = _train_cmd(config, work, '--cfg-options',
                      'default_hooks.checkpoint.interval=4')
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+    proc = _start(cmd, fault_tool_env())
     _wait_for_iteration(str(tmp_path / 'ids_0.jsonl'), 2, proc)
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=120)
@@ -289,13 +286,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(
     config = _config(tmp_path, tiny_coco, hooks=_slow(tmp_path))
     work = tmp_path / 'work'
     cmd = _train_cmd(config, work, processes=2)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=_dist_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+    proc = _start(cmd, _dist_env())
     _wait_for_iteration(str(tmp_path / 'ids_1.jsonl'), 3, proc)
     os.kill(int((tmp_path / 'pid_1').read_text()), signal.SIGUSR1)
     out, _ = proc.communicate(timeout=180)
@@ -324,13 +315,8 @@ def test_a_killed_rank_is_restarted_and_the_group_resumes(
     the uninterrupted job's weights, exit status 0."""
     config = _config(tmp_path, tiny_coco, hooks=_slow(tmp_path))
     work = tmp_path / 'work'
-    proc = subprocess.Popen(
-        _train_cmd(config, work, processes=2),
-        cwd=ROOT,
-        env=_dist_env(MAX_RESTARTS='1'),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+    proc = _start(
+        _train_cmd(config, work, processes=2), _dist_env(MAX_RESTARTS='1'))
     _wait_for_iteration(str(tmp_path / 'ids_1.jsonl'), 4, proc)
     os.kill(int((tmp_path / 'pid_1').read_text()), signal.SIGKILL)
     out, _ = proc.communicate(timeout=240)
@@ -350,7 +336,8 @@ def test_a_full_disk_stops_the_run_and_keeps_the_last_checkpoint(
     work = tmp_path / 'work'
     cmd = _train_cmd(config, work, '--cfg-options',
                      'default_hooks.checkpoint.max_keep_ckpts=2')
-    out = _run(cmd, env=_env(MMGC_TEST_DISK_FULL_ON='iter_5.pth'), expect=1)
+    out = _run(
+        cmd, env=fault_tool_env(MMGC_TEST_DISK_FULL_ON='iter_5.pth'), expect=1)
     assert (f'checkpoint not saved at iteration 5: No space left on device '
             f'while writing {work}/iter_5.pth (') in out
     assert (f'MB free on {work}); iter_5.pth was not changed; training '

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO_CONFIG, ROOT, data_cfg_options, tool_env
+from conftest import DEMO_CONFIG, ROOT, data_cfg_options, fault_tool_env
 from mmengine.config import Config
 from mmengine.fileio import get_file_backend
 
@@ -287,14 +287,6 @@ def test_enable_reliability_switches_stock_types_only():
 # ------------------------------------------------------ real processes
 
 
-def _child_env(**extra) -> dict:
-    env = tool_env()
-    env['PYTHONPATH'] = osp.join(ROOT,
-                                 'tests') + os.pathsep + env['PYTHONPATH']
-    env.update(extra)
-    return env
-
-
 def _faults_config(tmp_path, name: str, hooks: list, body: str = '') -> str:
     """A config inheriting the demo that loads tests/reliability_faults
     (``body``: more config lines)."""
@@ -329,7 +321,7 @@ def _run(cmd, env=None, expect_ok=True):
     result = subprocess.run(
         cmd,
         cwd=ROOT,
-        env=env or _child_env(),
+        env=env or fault_tool_env(),
         capture_output=True,
         text=True,
         timeout=600)
@@ -403,7 +395,7 @@ def test_killed_run_resumes_bit_identical(reference_run, tiny_coco, tmp_path):
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
-        env=_child_env(),
+        env=fault_tool_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     pointer = osp.join(work_dir, 'last_checkpoint')
@@ -470,7 +462,7 @@ def test_kill_during_save_keeps_previous_checkpoint(reference_run, tiny_coco,
     code, out = _run(
         cmd,
         expect_ok=False,
-        env=_child_env(MMGC_TEST_KILL_ON_REPLACE=killed_file))
+        env=fault_tool_env(MMGC_TEST_KILL_ON_REPLACE=killed_file))
     assert code == -signal.SIGKILL, out[-3000:]
     pointer = _last_pointer(work_dir)
     assert pointer == osp.join(work_dir, 'iter_3.pth')
@@ -545,7 +537,7 @@ def test_nan_loss_skip_mode_skips_the_step_and_finishes(tiny_coco, tmp_path):
 
 @pytest.mark.slow
 def test_dist_train_ranks_end_with_identical_weights(tiny_coco, tmp_path):
-    env = _child_env(
+    env = fault_tool_env(
         PYTHON=sys.executable, PORT=str(29700 + os.getpid() % 1000))
     work_dir = str(tmp_path / 'dist')
     cmd = _train_cmd(DEMO_CONFIG, work_dir, tiny_coco, max_iters=2)
