@@ -47,6 +47,12 @@ def adapt_dist_cfg_to_device(cfg: Config) -> Config:
     return cfg
 
 
+def restart_attempt() -> int:
+    """How often torchrun has restarted this process's group (0: the first
+    attempt, or not launched by torchrun)."""
+    return int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0))
+
+
 def _restarted_group_store(timeout: datetime.timedelta):
     """A store for a group that torchrun restarted, or None.
 
@@ -57,7 +63,7 @@ def _restarted_group_store(timeout: datetime.timedelta):
     the previous, dead attempt and fail (``Gloo connectFullMesh failed ...
     Connection refused``). Each attempt gets keys of its own here.
     """
-    attempt = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0))
+    attempt = restart_attempt()
     if attempt == 0 or os.environ.get('TORCHELASTIC_USE_AGENT_STORE') != str(
             True):
         return None

@@ -13,7 +13,8 @@ from typing import Optional, Sequence, Tuple
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
-from .cpu_dist import adapt_dist_cfg_to_device, init_launcher_process_group
+from .cpu_dist import (adapt_dist_cfg_to_device, init_launcher_process_group,
+                       restart_attempt)
 from .data_location import add_data_args, apply_data_args
 from .known_warnings import filter_third_party_warnings
 
@@ -264,8 +265,7 @@ def build_train_config(args: argparse.Namespace) -> Config:
                                'base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
     resume = args.resume
-    if resume is None and int(os.environ.get('TORCHELASTIC_RESTART_COUNT',
-                                             0)) > 0:
+    if resume is None and restart_attempt() > 0:
         resume = 'auto'  # torchrun restarted the group: continue the run
     if resume == 'auto':
         found = find_resume_checkpoint(cfg.work_dir)
